@@ -1,0 +1,93 @@
+//! Request and response bodies of the DataStorage REST API.
+//!
+//! Shared by the server (which produces them) and clients (which read them), so
+//! both ends compile against one definition.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::StoredEvent;
+
+/// Path of the batch ingest endpoint.
+pub const BATCH_PATH: &str = "/api/v1/audit/events/batch";
+/// Path of the single-event ingest and query endpoint.
+pub const EVENTS_PATH: &str = "/api/v1/audit/events";
+/// Path of the chain verification endpoint.
+pub const VERIFY_CHAIN_PATH: &str = "/api/v1/audit/verify-chain";
+/// Path of the readiness probe (served on the API port as well as the health port).
+pub const READYZ_PATH: &str = "/readyz";
+
+/// Answer to a successful batch (and single-event) ingest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchResponse {
+    /// The id of every event of the request, in request order (server-assigned
+    /// where the request had none).
+    pub event_ids: Vec<Uuid>,
+    /// How many events were stored by this request.
+    pub created: usize,
+    /// How many were already stored (same `event_id`) and were not stored again.
+    pub duplicates: usize,
+}
+
+/// One page of a query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventPage {
+    /// Events, newest first.
+    pub data: Vec<StoredEvent>,
+    /// Where this page sits.
+    pub pagination: Pagination,
+}
+
+/// Keyset pagination state of a query answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Pagination {
+    /// The page size used.
+    pub limit: usize,
+    /// Whether more events match after this page.
+    pub has_more: bool,
+    /// Opaque cursor for the next page (pass as `cursor`), absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Body of `POST /api/v1/audit/verify-chain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct VerifyChainRequest {
+    /// The chain to verify.
+    pub correlation_id: String,
+}
+
+/// Result of recomputing one correlation id's hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyChainResponse {
+    /// The chain verified.
+    pub correlation_id: String,
+    /// True when every event's hash and link recompute to what is stored.
+    pub is_valid: bool,
+    /// Number of events in the chain.
+    pub total_events: usize,
+    /// Every event whose stored hash, link or position does not check out.
+    pub tampered_events: Vec<TamperedEvent>,
+}
+
+/// One event that failed verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TamperedEvent {
+    /// The event.
+    pub event_id: Uuid,
+    /// Its position in the chain.
+    pub chain_seq: i64,
+    /// What verification computed (for a broken link: the previous event's hash).
+    pub expected_hash: String,
+    /// What is stored (for a broken link: the stored `previous_event_hash`).
+    pub actual_hash: String,
+    /// `content_modified`, `broken_link` or `sequence_gap`.
+    pub reason: String,
+}

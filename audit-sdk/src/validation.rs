@@ -1,0 +1,588 @@
+//! The rules of the event contract, reporting every problem at once.
+//!
+//! Two entry points share one rule set:
+//! - [`AuditEvent::validate`] checks a typed event (what the SDK does before
+//!   enqueueing);
+//! - [`AuditEvent::from_json`] turns untrusted JSON into an event (what the server
+//!   does), reporting missing fields, wrong types, unknown fields and broken rules
+//!   together, so a client fixes a bad event in one round trip.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::event::{AuditEvent, EventOutcome};
+use crate::limits::*;
+use crate::problem::FieldError;
+
+/// Every problem found in one event (or one batch).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid audit event: {}", summary(.0))]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Every field name of the wire contract, for the unknown-field check.
+const KNOWN_FIELDS: &[&str] = &[
+    "version",
+    "event_id",
+    "event_type",
+    "event_timestamp",
+    "event_category",
+    "event_action",
+    "event_outcome",
+    "actor_type",
+    "actor_id",
+    "actor_ip",
+    "resource_type",
+    "resource_id",
+    "correlation_id",
+    "parent_event_id",
+    "namespace",
+    "cluster_id",
+    "severity",
+    "duration_ms",
+    "error_code",
+    "error_message",
+    "retention_days",
+    "is_sensitive",
+    "event_data",
+];
+
+impl AuditEvent {
+    /// Checks the event against the contract as of now.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        self.validate_at(Utc::now())
+    }
+
+    /// Checks the event against the contract as of `now` (the timestamp window
+    /// depends on it).
+    pub fn validate_at(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+        let errors = rule_errors(self, now);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(errors))
+        }
+    }
+
+    /// Parses untrusted JSON into an event, checking every rule as of `now`.
+    ///
+    /// All problems are reported together; none of them stops the others from
+    /// being found.
+    pub fn from_json(value: Value, now: DateTime<Utc>) -> Result<AuditEvent, ValidationErrors> {
+        let Value::Object(map) = value else {
+            return Err(ValidationErrors(vec![FieldError::new(
+                "",
+                format!(
+                    "an audit event must be a JSON object, got {}",
+                    kind_of(&value)
+                ),
+            )]));
+        };
+        let mut f = Fields {
+            map,
+            errors: Vec::new(),
+            failed: BTreeSet::new(),
+        };
+        let unknown: Vec<String> = f
+            .map
+            .keys()
+            .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for key in unknown {
+            f.fail(&key, "unknown field");
+        }
+
+        let event = AuditEvent {
+            version: f
+                .optional::<String>("version")
+                .unwrap_or_else(|| CONTRACT_VERSION.to_owned()),
+            event_id: f.optional_uuid("event_id"),
+            event_type: f.required("event_type").unwrap_or_default(),
+            event_timestamp: f.required_timestamp("event_timestamp"),
+            event_category: f.required("event_category").unwrap_or_default(),
+            event_action: f.required("event_action").unwrap_or_default(),
+            event_outcome: f.required_outcome("event_outcome"),
+            actor_type: f.required("actor_type").unwrap_or_default(),
+            actor_id: f.required("actor_id").unwrap_or_default(),
+            actor_ip: f.optional("actor_ip"),
+            resource_type: f.required("resource_type").unwrap_or_default(),
+            resource_id: f.required("resource_id").unwrap_or_default(),
+            correlation_id: f.required("correlation_id").unwrap_or_default(),
+            parent_event_id: f.optional_uuid("parent_event_id"),
+            namespace: f.optional("namespace"),
+            cluster_id: f.optional("cluster_id"),
+            severity: f.optional("severity"),
+            duration_ms: f.optional("duration_ms"),
+            error_code: f.optional("error_code"),
+            error_message: f.optional("error_message"),
+            retention_days: f.optional("retention_days").unwrap_or(RETENTION_DAYS_MAX),
+            is_sensitive: f.optional("is_sensitive").unwrap_or(false),
+            event_data: f.optional_object("event_data").unwrap_or_default(),
+        };
+
+        let Fields {
+            mut errors, failed, ..
+        } = f;
+        // A field that could not be read is already reported; its placeholder
+        // value must not produce a second, confusing message.
+        errors.extend(
+            rule_errors(&event, now)
+                .into_iter()
+                .filter(|e| !failed.contains(e.field.split('.').next().unwrap_or(""))),
+        );
+        if errors.is_empty() {
+            Ok(event)
+        } else {
+            Err(ValidationErrors(errors))
+        }
+    }
+}
+
+/// Reads fields out of a JSON object, remembering which ones failed.
+struct Fields {
+    map: Map<String, Value>,
+    errors: Vec<FieldError>,
+    failed: BTreeSet<String>,
+}
+
+impl Fields {
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.failed.insert(field.to_owned());
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    fn take_present(&mut self, field: &str) -> Option<Value> {
+        match self.map.remove(field) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&mut self, field: &str, value: Value) -> Option<T> {
+        let kind = kind_of(&value);
+        match serde_json::from_value(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let msg = e.to_string();
+                let expected = msg
+                    .split_once("expected ")
+                    .map(|(_, exp)| exp.to_owned())
+                    .unwrap_or(msg);
+                self.fail(field, format!("must be {expected}, got {kind}"));
+                None
+            }
+        }
+    }
+
+    fn optional<T: DeserializeOwned>(&mut self, field: &str) -> Option<T> {
+        let value = self.take_present(field)?;
+        self.decode(field, value)
+    }
+
+    fn required<T: DeserializeOwned>(&mut self, field: &str) -> Option<T> {
+        if self.map.get(field).is_none_or(Value::is_null) {
+            self.fail(field, "is required");
+            return None;
+        }
+        self.optional(field)
+    }
+
+    fn optional_uuid(&mut self, field: &str) -> Option<Uuid> {
+        let text: String = self.optional(field)?;
+        match Uuid::parse_str(&text) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                self.fail(field, format!("must be a UUID, got {text:?}"));
+                None
+            }
+        }
+    }
+
+    fn required_timestamp(&mut self, field: &str) -> DateTime<Utc> {
+        let parsed = self
+            .required::<String>(field)
+            .and_then(|text| match crate::timestamp::parse(&text) {
+                Ok(ts) => Some(ts),
+                Err(e) => {
+                    self.fail(field, format!("must be an RFC 3339 timestamp ({e})"));
+                    None
+                }
+            });
+        parsed.unwrap_or(DateTime::UNIX_EPOCH)
+    }
+
+    fn required_outcome(&mut self, field: &str) -> EventOutcome {
+        let parsed =
+            self.required::<String>(field)
+                .and_then(|text| match EventOutcome::parse(&text) {
+                    Some(o) => Some(o),
+                    None => {
+                        self.fail(
+                            field,
+                            format!("must be one of success, failure, pending; got {text:?}"),
+                        );
+                        None
+                    }
+                });
+        parsed.unwrap_or(EventOutcome::Success)
+    }
+
+    fn optional_object(&mut self, field: &str) -> Option<Map<String, Value>> {
+        match self.take_present(field)? {
+            Value::Object(m) => Some(m),
+            other => {
+                self.fail(
+                    field,
+                    format!("must be a JSON object, got {}", kind_of(&other)),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The contract's rules on an already typed event.
+fn rule_errors(e: &AuditEvent, now: DateTime<Utc>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut err = |field: &str, message: String| errors.push(FieldError::new(field, message));
+
+    if e.version != CONTRACT_VERSION {
+        err(
+            "version",
+            format!("must be \"{CONTRACT_VERSION}\", got {:?}", e.version),
+        );
+    }
+    if e.event_id.is_some_and(|id| id.is_nil()) {
+        err("event_id", "must not be the nil UUID".into());
+    }
+    if let Some(msg) = text_rule(&e.event_type, 1, EVENT_TYPE_MAX_LEN) {
+        err("event_type", msg);
+    } else if !e
+        .event_type
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        err(
+            "event_type",
+            "must contain only ASCII letters, digits, '.', '_' and '-'".into(),
+        );
+    }
+    let required_texts: [(&str, &str, usize); 6] = [
+        ("event_category", &e.event_category, EVENT_CATEGORY_MAX_LEN),
+        ("event_action", &e.event_action, EVENT_ACTION_MAX_LEN),
+        ("actor_type", &e.actor_type, SHORT_TEXT_MAX_LEN),
+        ("actor_id", &e.actor_id, ID_TEXT_MAX_LEN),
+        ("resource_type", &e.resource_type, SHORT_TEXT_MAX_LEN),
+        ("resource_id", &e.resource_id, ID_TEXT_MAX_LEN),
+    ];
+    for (field, value, max) in required_texts {
+        if let Some(msg) = text_rule(value, 1, max) {
+            err(field, msg);
+        }
+    }
+    if let Some(msg) = text_rule(&e.correlation_id, 1, CORRELATION_ID_MAX_LEN) {
+        err("correlation_id", msg);
+    }
+    let optional_texts: [(&str, &Option<String>, usize); 5] = [
+        ("namespace", &e.namespace, NAMESPACE_MAX_LEN),
+        ("cluster_id", &e.cluster_id, ID_TEXT_MAX_LEN),
+        ("severity", &e.severity, SHORT_TEXT_MAX_LEN),
+        ("error_code", &e.error_code, ID_TEXT_MAX_LEN),
+        ("error_message", &e.error_message, ERROR_MESSAGE_MAX_LEN),
+    ];
+    for (field, value, max) in optional_texts {
+        if let Some(msg) = value.as_deref().and_then(|v| text_rule(v, 1, max)) {
+            err(field, msg);
+        }
+    }
+    if let Some(ip) = &e.actor_ip {
+        if ip.parse::<IpAddr>().is_err() {
+            err(
+                "actor_ip",
+                format!("must be an IPv4 or IPv6 address, got {ip:?}"),
+            );
+        }
+    }
+    if e.duration_ms.is_some_and(|d| d < 0) {
+        err("duration_ms", "must not be negative".into());
+    }
+    if !(RETENTION_DAYS_MIN..=RETENTION_DAYS_MAX).contains(&e.retention_days) {
+        err(
+            "retention_days",
+            format!(
+                "must be between {RETENTION_DAYS_MIN} and {RETENTION_DAYS_MAX}, got {}",
+                e.retention_days
+            ),
+        );
+    }
+    let future_limit = now + MAX_FUTURE_SKEW;
+    let past_limit = now - MAX_EVENT_AGE;
+    if e.event_timestamp > future_limit {
+        err(
+            "event_timestamp",
+            format!(
+                "must not be more than {} minutes in the future (check the sender's clock)",
+                MAX_FUTURE_SKEW.as_secs() / 60
+            ),
+        );
+    } else if e.event_timestamp < past_limit {
+        err(
+            "event_timestamp",
+            format!(
+                "must not be older than {} days",
+                MAX_EVENT_AGE.as_secs() / 86_400
+            ),
+        );
+    }
+    event_data_rules(e, &mut errors);
+    errors
+}
+
+fn text_rule(value: &str, min: usize, max: usize) -> Option<String> {
+    let len = value.chars().count();
+    if len < min {
+        Some(if min == 1 {
+            "must not be empty".to_owned()
+        } else {
+            format!("must have at least {min} characters")
+        })
+    } else if len > max {
+        Some(format!("must be at most {max} characters, got {len}"))
+    } else if value.chars().any(char::is_control) && max <= ID_TEXT_MAX_LEN {
+        Some("must not contain control characters".to_owned())
+    } else {
+        None
+    }
+}
+
+fn event_data_rules(e: &AuditEvent, errors: &mut Vec<FieldError>) {
+    let size = json_size(&e.event_data);
+    if size > EVENT_DATA_MAX_BYTES {
+        errors.push(FieldError::new(
+            "event_data",
+            format!("must be at most {EVENT_DATA_MAX_BYTES} bytes as JSON, got {size}"),
+        ));
+    }
+    let depth = 1 + e.event_data.values().map(depth_of).max().unwrap_or(0);
+    if depth > EVENT_DATA_MAX_DEPTH {
+        errors.push(FieldError::new(
+            "event_data",
+            format!("must be nested at most {EVENT_DATA_MAX_DEPTH} levels deep, got {depth}"),
+        ));
+    }
+    match e.event_data.get("event_type") {
+        None => {}
+        Some(Value::String(inner)) if *inner == e.event_type => {}
+        Some(other) => errors.push(FieldError::new(
+            "event_data.event_type",
+            format!(
+                "must equal the outer event_type {:?} when present, got {other}",
+                e.event_type
+            ),
+        )),
+    }
+}
+
+fn depth_of(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth_of).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Compact JSON length without building the string.
+fn json_size(data: &Map<String, Value>) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a Map<String, Value> to an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut counter, data);
+    counter.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn valid_json(now: DateTime<Utc>) -> Value {
+        json!({
+            "version": "1.0",
+            "event_type": "gateway.signal.received",
+            "event_timestamp": crate::timestamp::format(&now),
+            "event_category": "gateway",
+            "event_action": "received",
+            "event_outcome": "success",
+            "actor_type": "service",
+            "actor_id": "gateway",
+            "resource_type": "Deployment",
+            "resource_id": "payments/api",
+            "correlation_id": "rr-1",
+            "event_data": {"signal": "HighMemory"}
+        })
+    }
+
+    fn fields_of(err: ValidationErrors) -> Vec<String> {
+        err.0.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_complete_event_parses_with_defaults_applied() {
+        let now = Utc::now();
+        let event = AuditEvent::from_json(valid_json(now), now).unwrap();
+        assert_eq!(event.retention_days, RETENTION_DAYS_MAX);
+        assert!(!event.is_sensitive);
+        assert_eq!(event.event_id, None);
+        assert_eq!(event.event_outcome, EventOutcome::Success);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let now = Utc::now();
+        let mut v = valid_json(now);
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("actor_id");
+        obj.insert("event_outcome".into(), json!("maybe"));
+        obj.insert("retention_days".into(), json!(9000));
+        obj.insert("duration_ms".into(), json!("slow"));
+        obj.insert("correlation_id".into(), json!(""));
+        obj.insert("corelation_id".into(), json!("typo"));
+        let fields = fields_of(AuditEvent::from_json(v, now).unwrap_err());
+        for expected in [
+            "actor_id",
+            "event_outcome",
+            "retention_days",
+            "duration_ms",
+            "correlation_id",
+            "corelation_id",
+        ] {
+            assert!(
+                fields.contains(&expected.to_owned()),
+                "{expected} missing from {fields:?}"
+            );
+        }
+        assert_eq!(fields.len(), 6, "no duplicate reports: {fields:?}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_is_reported_once() {
+        let now = Utc::now();
+        let mut v = valid_json(now);
+        v["event_type"] = json!(42);
+        let err = AuditEvent::from_json(v, now).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].field, "event_type");
+        assert!(err.0[0].message.contains("got a number"), "{err}");
+    }
+
+    #[test]
+    fn timestamps_outside_the_window_are_rejected() {
+        let now = Utc::now();
+        for (offset, word) in [
+            (chrono::Duration::minutes(61), "future"),
+            (chrono::Duration::days(-8), "older"),
+        ] {
+            let mut v = valid_json(now);
+            v["event_timestamp"] = json!(crate::timestamp::format(&(now + offset)));
+            let err = AuditEvent::from_json(v, now).unwrap_err();
+            assert_eq!(fields_of(err.clone()), ["event_timestamp"]);
+            assert!(err.0[0].message.contains(word), "{err}");
+        }
+    }
+
+    #[test]
+    fn event_data_must_be_small_shallow_and_consistent() {
+        let now = Utc::now();
+        let mut deep = json!("leaf");
+        for _ in 0..EVENT_DATA_MAX_DEPTH {
+            deep = json!({ "x": deep });
+        }
+        let mut v = valid_json(now);
+        v["event_data"] = json!({ "nested": deep, "event_type": "other.type" });
+        let fields = fields_of(AuditEvent::from_json(v, now).unwrap_err());
+        assert_eq!(fields, ["event_data", "event_data.event_type"]);
+
+        let mut v = valid_json(now);
+        v["event_data"] = json!({ "blob": "x".repeat(EVENT_DATA_MAX_BYTES) });
+        let err = AuditEvent::from_json(v, now).unwrap_err();
+        assert!(err.0[0].message.contains("bytes"), "{err}");
+    }
+
+    #[test]
+    fn event_data_at_the_depth_limit_is_accepted() {
+        let now = Utc::now();
+        let mut deep = json!("leaf");
+        for _ in 0..EVENT_DATA_MAX_DEPTH - 1 {
+            deep = json!({ "x": deep });
+        }
+        let mut v = valid_json(now);
+        v["event_data"] = deep;
+        AuditEvent::from_json(v, now).unwrap();
+    }
+
+    #[test]
+    fn non_objects_are_rejected_with_their_kind() {
+        let err = AuditEvent::from_json(json!([1]), Utc::now()).unwrap_err();
+        assert!(err.0[0].message.contains("an array"), "{err}");
+    }
+
+    #[test]
+    fn the_builder_produces_a_valid_event() {
+        let event = AuditEvent::builder("gateway.crd.created", "rr-abc")
+            .category("gateway")
+            .action("created")
+            .actor("service", "gateway")
+            .resource("RemediationRequest", "rr-abc")
+            .build();
+        event.validate().unwrap();
+        let round_trip = AuditEvent::from_json(serde_json::to_value(&event).unwrap(), Utc::now());
+        assert_eq!(round_trip.unwrap(), event);
+    }
+
+    #[test]
+    fn a_bad_ip_and_nil_id_are_rejected() {
+        let mut event = AuditEvent::builder("a.b", "c")
+            .category("x")
+            .action("y")
+            .actor("service", "z")
+            .resource("r", "s")
+            .build();
+        event.actor_ip = Some("not-an-ip".into());
+        event.event_id = Some(Uuid::nil());
+        let fields = fields_of(event.validate().unwrap_err());
+        assert_eq!(fields, ["event_id", "actor_ip"]);
+    }
+}

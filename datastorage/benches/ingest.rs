@@ -1,0 +1,183 @@
+//! Batch ingest throughput: HTTP into SQLite, against SQLite alone.
+//!
+//! Run with `cargo bench -p datastorage --bench ingest` (optional arguments:
+//! total events, batch size, concurrent HTTP clients). Three measurements in one
+//! run, on the same generated events:
+//!
+//! 1. `http`: batches POSTed to a real DataStorage on loopback (parse, validate,
+//!    hash, store, answer);
+//! 2. `store`: the same batches handed to the store directly (hash + store, no HTTP);
+//! 3. `direct`: the same rows inserted with a prepared rusqlite statement in one
+//!    transaction per batch, with precomputed hashes (the floor SQLite sets).
+//!
+//! Ratios are reported against `direct`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit_sdk::AuditEvent;
+use chrono::Utc;
+use datastorage::config::Config;
+use datastorage::domain::chain::ChainHasher;
+use datastorage::startup::Application;
+use datastorage::store::sqlite::{rows, SqliteConfig, SqliteStore};
+use datastorage::store::EventStore;
+use tokio_util::sync::CancellationToken;
+
+fn generate(total: usize, correlations: usize) -> Vec<AuditEvent> {
+    (0..total)
+        .map(|n| {
+            AuditEvent::builder(
+                "gateway.signal.received",
+                format!("rr-bench-{}", n % correlations),
+            )
+            .category("gateway")
+            .action("received")
+            .actor("service", "gateway")
+            .resource("Deployment", format!("payments/api-{}", n % 97))
+            .namespace("payments")
+            .severity("critical")
+            .data("signal_name", "HighMemoryUsage")
+            .data("fingerprint", format!("{:064x}", n))
+            .data(
+                "labels",
+                serde_json::json!({"team": "payments", "env": "prod"}),
+            )
+            .build()
+        })
+        .collect()
+}
+
+async fn bench_http(events: &[AuditEvent], batch: usize, clients: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.host = [127, 0, 0, 1].into();
+    config.server.api_port = 0;
+    config.server.health_port = 0;
+    config.server.metrics_port = 0;
+    config.server.shutdown_delay = Duration::ZERO;
+    config.log.level = "warn".into();
+    config.store.sqlite.path = dir.path().join("audit.db");
+    let app = Application::build(config).await.unwrap();
+    let url = format!("http://{}/api/v1/audit/events/batch", app.api_addr());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+
+    // Bodies are serialised before the clock starts: the client's cost is not ours.
+    let bodies: Vec<bytes::Bytes> = events
+        .chunks(batch)
+        .map(|c| serde_json::to_vec(c).unwrap().into())
+        .collect();
+    let bodies = Arc::new(bodies);
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let (bodies, client, url) = (bodies.clone(), client.clone(), url.clone());
+            tokio::spawn(async move {
+                for body in bodies.iter().skip(w).step_by(clients) {
+                    let resp = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    stop.cancel();
+    server.await.unwrap().unwrap();
+    elapsed
+}
+
+async fn bench_store(events: &[AuditEvent], batch: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        path: dir.path().join("audit.db"),
+        ..SqliteConfig::default()
+    };
+    let store = SqliteStore::open(&config, ChainHasher::sha256())
+        .await
+        .unwrap();
+    let batches: Vec<Vec<AuditEvent>> = events.chunks(batch).map(<[_]>::to_vec).collect();
+    let started = Instant::now();
+    for b in batches {
+        store.insert_batch(b).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    store.close().await;
+    elapsed
+}
+
+fn bench_direct(events: &[AuditEvent], batch: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").ok();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    datastorage::store::sqlite::migrate(&mut conn).unwrap();
+    let hash = "0".repeat(64);
+    let now = Utc::now().timestamp_micros();
+    let started = Instant::now();
+    for (b, chunk) in events.chunks(batch).enumerate() {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut stmt = tx.prepare_cached(rows::INSERT).unwrap();
+            for (i, e) in chunk.iter().enumerate() {
+                let link = rows::ChainLink {
+                    seq: (b * batch + i) as i64 + 1,
+                    previous_hash: &hash,
+                    hash: &hash,
+                    algorithm: "sha256",
+                };
+                rows::insert(&mut stmt, e, &link, now).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    started.elapsed()
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; positional numbers override the defaults.
+    let numbers: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+    let total = numbers.first().copied().unwrap_or(100_000);
+    let batch = numbers.get(1).copied().unwrap_or(1000);
+    let clients = numbers.get(2).copied().unwrap_or(4);
+    let events = generate(total, 100);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    // Warm-up (page cache, allocator, connection pool), not reported.
+    let warm = &events[..events.len().min(batch * 5)];
+    runtime.block_on(bench_http(warm, batch, clients));
+
+    let http = runtime.block_on(bench_http(&events, batch, clients));
+    let store = runtime.block_on(bench_store(&events, batch));
+    let direct = bench_direct(&events, batch);
+
+    let base = rate(total, direct);
+    println!("datastorage ingest: {total} events, batches of {batch}, {clients} HTTP clients");
+    println!(
+        "{:<8} {:>12} {:>14} {:>14}",
+        "path", "seconds", "events/s", "ratio/direct"
+    );
+    for (name, d) in [("http", http), ("store", store), ("direct", direct)] {
+        println!(
+            "{:<8} {:>12.3} {:>14.0} {:>14.2}",
+            name,
+            d.as_secs_f64(),
+            rate(total, d),
+            rate(total, d) / base
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! `POST /api/v1/audit/events` and `POST /api/v1/audit/events/batch`.
+
+use std::time::Instant;
+
+use audit_sdk::api::BatchResponse;
+use audit_sdk::{AuditEvent, Problem};
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde_json::Value;
+
+use super::body::JsonBody;
+use super::problem::ApiError;
+use super::AppState;
+use crate::domain::ingest::{prepare_batch, prepare_one};
+use crate::telemetry::names;
+
+/// Stores a batch of events, all or nothing, idempotent on `event_id`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/audit/events/batch",
+    tag = "ingest",
+    request_body(content = Vec<AuditEvent>, description = "1..=max_batch_size events"),
+    responses(
+        (status = 201, description = "Every event is stored (now or before)", body = BatchResponse),
+        (status = 400, description = "Malformed body, or one or more invalid events (nothing stored)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over max_body_bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn post_batch(
+    State(state): State<AppState>,
+    JsonBody(values): JsonBody<Vec<Value>>,
+) -> Result<(StatusCode, axum::Json<BatchResponse>), ApiError> {
+    let events = prepare_batch(values, state.limits.max_batch_size, Utc::now())?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(store(&state, events).await?),
+    ))
+}
+
+/// Stores one event, idempotent on `event_id`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/audit/events",
+    tag = "ingest",
+    request_body = AuditEvent,
+    responses(
+        (status = 201, description = "Stored", body = BatchResponse),
+        (status = 200, description = "Already stored earlier; not stored again", body = BatchResponse),
+        (status = 400, description = "Malformed or invalid event", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn post_event(
+    State(state): State<AppState>,
+    JsonBody(value): JsonBody<Value>,
+) -> Result<(StatusCode, axum::Json<BatchResponse>), ApiError> {
+    let event = prepare_one(value, Utc::now())?;
+    let answer = store(&state, vec![event]).await?;
+    let status = if answer.created == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(answer)))
+}
+
+async fn store(state: &AppState, events: Vec<AuditEvent>) -> Result<BatchResponse, ApiError> {
+    let event_ids = events.iter().filter_map(|e| e.event_id).collect();
+    let started = Instant::now();
+    let outcome = state.store.insert_batch(events).await?;
+    metrics::histogram!(names::WRITE_DURATION).record(started.elapsed().as_secs_f64());
+    metrics::counter!(names::EVENTS_STORED).increment(outcome.created as u64);
+    metrics::counter!(names::EVENTS_DUPLICATE).increment(outcome.duplicates as u64);
+    Ok(BatchResponse {
+        event_ids,
+        created: outcome.created,
+        duplicates: outcome.duplicates,
+    })
+}

@@ -1,0 +1,93 @@
+//! The HTTP surface: one router per listener (API, health, metrics).
+//!
+//! Handlers parse, call the store or the domain, and map errors once through
+//! [`problem::ApiError`]; no business rule lives here.
+
+use std::sync::Arc;
+
+use audit_sdk::api;
+use audit_sdk::problem::ProblemType;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
+use axum::http::Method;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::LimitsConfig;
+use crate::domain::chain::ChainHasher;
+use crate::readiness::Readiness;
+use crate::store::EventStore;
+
+mod body;
+mod health;
+mod ingest;
+pub mod openapi;
+pub mod problem;
+mod query;
+mod track;
+mod verify;
+
+use problem::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The event store.
+    pub store: Arc<dyn EventStore>,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// Chain hashing, for verification.
+    pub hasher: ChainHasher,
+    /// Lifecycle phase, for `/readyz`.
+    pub readiness: Readiness,
+}
+
+/// The API listener's routes (port 8080).
+pub fn api_router(state: AppState) -> Router {
+    let body_limit = state.limits.max_body_bytes;
+    Router::new()
+        .route(
+            api::EVENTS_PATH,
+            post(ingest::post_event).get(query::list_events),
+        )
+        .route(api::BATCH_PATH, post(ingest::post_batch))
+        .route("/api/v1/audit/events/{event_id}", get(query::get_event))
+        .route(api::VERIFY_CHAIN_PATH, post(verify::verify_chain))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .route(api::READYZ_PATH, get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(track::track))
+        .with_state(state)
+}
+
+/// The health listener's routes (port 8081).
+pub fn health_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route(api::READYZ_PATH, get(health::readyz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The metrics listener's routes (port 9090).
+pub fn metrics_router(handle: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .fallback(not_found)
+}
+
+async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(
+        ProblemType::NotFound,
+        format!("no route for {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(
+        ProblemType::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

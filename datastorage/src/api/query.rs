@@ -1,0 +1,96 @@
+//! `GET /api/v1/audit/events` and `GET /api/v1/audit/events/{event_id}`.
+
+use std::collections::HashMap;
+
+use audit_sdk::api::{EventPage, Pagination};
+use audit_sdk::problem::ProblemType;
+use audit_sdk::{Problem, StoredEvent};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::problem::ApiError;
+use super::AppState;
+use crate::domain::query::{Cursor, EventQuery};
+
+/// Lists events newest first, filtered, one keyset page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/events",
+    tag = "query",
+    params(
+        ("correlation_id" = Option<String>, Query, description = "Exact correlation id"),
+        ("event_type" = Option<String>, Query, description = "Exact event type"),
+        ("event_category" = Option<String>, Query, description = "Exact category"),
+        ("event_outcome" = Option<String>, Query, description = "success, failure or pending"),
+        ("severity" = Option<String>, Query, description = "Exact severity"),
+        ("since" = Option<String>, Query, description = "RFC 3339 or relative (15m, 24h, 7d); inclusive"),
+        ("until" = Option<String>, Query, description = "RFC 3339 or relative; inclusive"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1..=1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_events(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<EventPage>, ApiError> {
+    let query = EventQuery::parse(&params, Utc::now()).map_err(ApiError::invalid_query)?;
+    let mut data = state.store.query(&query).await?;
+    let has_more = data.len() > query.limit;
+    data.truncate(query.limit);
+    let next_cursor = if has_more {
+        data.last().map(|last| {
+            Cursor {
+                timestamp_micros: last.event.event_timestamp.timestamp_micros(),
+                event_id: last.event_id(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(Json(EventPage {
+        data,
+        pagination: Pagination {
+            limit: query.limit,
+            has_more,
+            next_cursor,
+        },
+    }))
+}
+
+/// One event by id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/events/{event_id}",
+    tag = "query",
+    params(("event_id" = Uuid, Path, description = "The event's id")),
+    responses(
+        (status = 200, body = StoredEvent),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_event(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<StoredEvent>, ApiError> {
+    let event_id = Uuid::parse_str(&raw_id).map_err(|_| {
+        ApiError::new(
+            ProblemType::InvalidQuery,
+            format!("event_id must be a UUID, got {raw_id:?}"),
+        )
+    })?;
+    match state.store.get(event_id).await? {
+        Some(event) => Ok(Json(event)),
+        None => Err(ApiError::new(
+            ProblemType::NotFound,
+            format!("no audit event with id {event_id}"),
+        )),
+    }
+}

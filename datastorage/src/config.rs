@@ -1,0 +1,234 @@
+//! Typed configuration, layered: defaults → YAML file → `DATASTORAGE_*` environment.
+//!
+//! Every struct denies unknown keys, so a typo in a ConfigMap stops the service at
+//! startup with the key's name instead of being silently ignored.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::store::sqlite::SqliteConfig;
+
+/// Prefix of environment overrides (`DATASTORAGE_SERVER__API_PORT=9000`).
+pub const ENV_PREFIX: &str = "DATASTORAGE_";
+/// Default API port (REST and, later, gRPC).
+pub const DEFAULT_API_PORT: u16 = 8080;
+/// Default health port (`/healthz`, `/readyz`).
+pub const DEFAULT_HEALTH_PORT: u16 = 8081;
+/// Default metrics port (`/metrics`).
+pub const DEFAULT_METRICS_PORT: u16 = 9090;
+
+/// The whole configuration of a DataStorage process.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listeners and shutdown timing.
+    pub server: ServerConfig,
+    /// Request size limits.
+    pub limits: LimitsConfig,
+    /// Where events are stored.
+    pub store: StoreConfig,
+    /// Hash chain settings.
+    pub chain: ChainConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Listeners and shutdown timing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address every listener binds.
+    pub host: IpAddr,
+    /// REST API port (0 = any free port).
+    pub api_port: u16,
+    /// Health port (0 = any free port).
+    pub health_port: u16,
+    /// Prometheus metrics port (0 = any free port).
+    pub metrics_port: u16,
+    /// After a stop signal, how long `/readyz` answers 503 before listeners stop
+    /// accepting, so load balancers and Endpoints stop sending traffic first.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests may take to finish after that.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([0, 0, 0, 0]),
+            api_port: DEFAULT_API_PORT,
+            health_port: DEFAULT_HEALTH_PORT,
+            metrics_port: DEFAULT_METRICS_PORT,
+            shutdown_delay: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Request size limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most events in one batch.
+    pub max_batch_size: usize,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 1000,
+            max_body_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+/// Storage backend selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded SQLite file (the default).
+    #[default]
+    Sqlite,
+}
+
+/// Where events are stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Which backend.
+    pub backend: Backend,
+    /// SQLite settings.
+    pub sqlite: SqliteConfig,
+}
+
+/// Hash chain settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// File holding an HMAC key; when set, chains use HMAC-SHA256 instead of SHA-256.
+    pub hmac_key_file: Option<PathBuf>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise (containers).
+    #[default]
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// Filter directive (`info`, `datastorage=debug,tower_http=info`); `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (when given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        Self::figment(file).extract().map_err(Box::new)
+    }
+
+    /// The layered sources, exposed for tests and `--print-config`.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            // `file_exact` makes a missing file an error instead of an empty layer.
+            figment = figment.merge(Yaml::file_exact(path));
+        }
+        figment.merge(Env::prefixed(ENV_PREFIX).split("__"))
+    }
+}
+
+#[cfg(test)]
+// figment's Jail API fixes the closure's error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_use_the_documented_ports_and_embedded_store() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.server.api_port, 8080);
+            assert_eq!(c.server.health_port, 8081);
+            assert_eq!(c.server.metrics_port, 9090);
+            assert_eq!(c.store.sqlite.path, PathBuf::from("./data/audit.db"));
+            assert_eq!(c.limits.max_batch_size, 1000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.yaml",
+                "server:\n  api_port: 7000\n  shutdown_delay: 250ms\nlimits:\n  max_batch_size: 10\n",
+            )?;
+            jail.set_env("DATASTORAGE_SERVER__API_PORT", "7001");
+            let c = Config::load(Some(Path::new("c.yaml"))).unwrap();
+            assert_eq!(c.server.api_port, 7001);
+            assert_eq!(c.server.shutdown_delay, Duration::from_millis(250));
+            assert_eq!(c.limits.max_batch_size, 10);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.yaml", "server:\n  api_prot: 7000\n")?;
+            let err = Config::load(Some(Path::new("c.yaml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("api_prot"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_environment_key_is_an_error_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DATASTORAGE_STORE__SQLITE__PAHT", "/tmp/x.db");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("paht"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        figment::Jail::expect_with(|_| {
+            assert!(Config::load(Some(Path::new("nope.yaml"))).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,237 @@
+//! Tamper evidence: one hash chain per `correlation_id`.
+//!
+//! Each event's hash covers the previous event's hash and the RFC 8785 (JCS)
+//! canonical JSON of the event's own immutable fields, so editing any stored
+//! field, deleting an event or reordering the chain is detected by recomputing.
+//! Chains are ordered by `chain_seq` (insertion order), not by timestamp, because
+//! clocks of different senders disagree and a chain must be append-only.
+
+use std::path::Path;
+
+use audit_sdk::api::{TamperedEvent, VerifyChainResponse};
+use audit_sdk::{AuditEvent, StoredEvent};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+pub use super::canonical::canonical_json;
+
+/// `hash_algorithm` of chains hashed without a key.
+pub const SHA256: &str = "sha256";
+/// `hash_algorithm` of chains hashed with the configured HMAC key.
+pub const HMAC_SHA256: &str = "hmac-sha256";
+
+/// Computes event hashes, keyed when an HMAC key is configured.
+///
+/// A keyed chain cannot be recomputed by someone who can edit the database but
+/// does not hold the key, which closes the "rewrite the whole chain" attack.
+#[derive(Clone)]
+pub struct ChainHasher {
+    key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ChainHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("ChainHasher")
+            .field("algorithm", &self.algorithm())
+            .finish()
+    }
+}
+
+impl ChainHasher {
+    /// Plain SHA-256 chains.
+    pub fn sha256() -> Self {
+        Self { key: None }
+    }
+
+    /// HMAC-SHA256 chains with `key`.
+    pub fn hmac(key: Vec<u8>) -> Self {
+        Self { key: Some(key) }
+    }
+
+    /// Reads the HMAC key from a file (surrounding whitespace ignored).
+    pub fn from_key_file(path: &Path) -> std::io::Result<Self> {
+        let raw = std::fs::read(path)?;
+        let key = raw.trim_ascii().to_vec();
+        if key.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("HMAC key file {} is empty", path.display()),
+            ));
+        }
+        Ok(Self::hmac(key))
+    }
+
+    /// The value stored in `hash_algorithm`.
+    pub fn algorithm(&self) -> &'static str {
+        if self.key.is_some() {
+            HMAC_SHA256
+        } else {
+            SHA256
+        }
+    }
+
+    /// `hex(H(previous_hash ‖ canonical_json(event)))`.
+    pub fn hash(&self, previous_hash: &str, event: &AuditEvent) -> String {
+        let canonical = canonical_json(event);
+        match &self.key {
+            None => {
+                let mut h = Sha256::new();
+                h.update(previous_hash.as_bytes());
+                h.update(&canonical);
+                hex::encode(h.finalize())
+            }
+            Some(key) => {
+                // HMAC accepts keys of any length; this cannot fail.
+                let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+                m.update(previous_hash.as_bytes());
+                m.update(&canonical);
+                hex::encode(m.finalize().into_bytes())
+            }
+        }
+    }
+
+    /// Recomputes a chain (events in `chain_seq` order) and names every event
+    /// whose content, link or position does not check out.
+    ///
+    /// Each event is checked against its own stored `previous_event_hash`, so an
+    /// edited event is reported alone instead of taking every later event with it.
+    pub fn verify(&self, correlation_id: &str, chain: &[StoredEvent]) -> VerifyChainResponse {
+        let mut tampered = Vec::new();
+        let mut previous_hash = "";
+        for (position, stored) in chain.iter().enumerate() {
+            let event_id = stored.event_id();
+            let expected_seq = position as i64 + 1;
+            if stored.chain_seq != expected_seq {
+                tampered.push(TamperedEvent {
+                    event_id,
+                    chain_seq: stored.chain_seq,
+                    expected_hash: format!("chain_seq {expected_seq}"),
+                    actual_hash: format!("chain_seq {}", stored.chain_seq),
+                    reason: "sequence_gap".into(),
+                });
+            }
+            if stored.previous_event_hash != previous_hash {
+                tampered.push(TamperedEvent {
+                    event_id,
+                    chain_seq: stored.chain_seq,
+                    expected_hash: previous_hash.to_owned(),
+                    actual_hash: stored.previous_event_hash.clone(),
+                    reason: "broken_link".into(),
+                });
+            }
+            let recomputed = self.hash(&stored.previous_event_hash, &stored.event);
+            if recomputed != stored.event_hash {
+                tampered.push(TamperedEvent {
+                    event_id,
+                    chain_seq: stored.chain_seq,
+                    expected_hash: recomputed,
+                    actual_hash: stored.event_hash.clone(),
+                    reason: "content_modified".into(),
+                });
+            }
+            previous_hash = &stored.event_hash;
+        }
+        VerifyChainResponse {
+            correlation_id: correlation_id.to_owned(),
+            is_valid: tampered.is_empty(),
+            total_events: chain.len(),
+            tampered_events: tampered,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u32) -> AuditEvent {
+        AuditEvent::builder("test.event", "corr")
+            .category("test")
+            .action("act")
+            .actor("service", "t")
+            .resource("thing", format!("r{n}"))
+            .data("n", n)
+            .data("pi", 3.25)
+            .build()
+    }
+
+    fn chain(hasher: &ChainHasher, n: u32) -> Vec<StoredEvent> {
+        let mut prev = String::new();
+        (1..=n)
+            .map(|i| {
+                let event = event(i);
+                let hash = hasher.hash(&prev, &event);
+                let stored = StoredEvent {
+                    event_date: event.event_timestamp.date_naive(),
+                    event,
+                    chain_seq: i64::from(i),
+                    previous_event_hash: prev.clone(),
+                    event_hash: hash.clone(),
+                    hash_algorithm: hasher.algorithm().into(),
+                    legal_hold: false,
+                };
+                prev = hash;
+                stored
+            })
+            .collect()
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_is_stable() {
+        let e = event(1);
+        let text = String::from_utf8(canonical_json(&e)).unwrap();
+        assert!(text.starts_with("{\"actor_id\""), "{text}");
+        assert_eq!(canonical_json(&e.clone()), canonical_json(&e));
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let h = ChainHasher::sha256();
+        let report = h.verify("corr", &chain(&h, 5));
+        assert!(report.is_valid, "{report:?}");
+        assert_eq!(report.total_events, 5);
+    }
+
+    #[test]
+    fn an_edited_event_is_reported_alone() {
+        let h = ChainHasher::sha256();
+        let mut c = chain(&h, 5);
+        c[2].event.event_data.insert("n".into(), 99.into());
+        let report = h.verify("corr", &c);
+        assert!(!report.is_valid);
+        assert_eq!(report.tampered_events.len(), 1, "{report:?}");
+        assert_eq!(report.tampered_events[0].event_id, c[2].event_id());
+        assert_eq!(report.tampered_events[0].reason, "content_modified");
+    }
+
+    #[test]
+    fn a_deleted_event_breaks_the_next_link_and_sequence() {
+        let h = ChainHasher::sha256();
+        let mut c = chain(&h, 4);
+        c.remove(1);
+        let report = h.verify("corr", &c);
+        let reasons: Vec<_> = report
+            .tampered_events
+            .iter()
+            .filter(|t| t.event_id == c[1].event_id())
+            .map(|t| t.reason.as_str())
+            .collect();
+        assert_eq!(reasons, ["sequence_gap", "broken_link"]);
+    }
+
+    #[test]
+    fn hmac_chains_differ_from_plain_ones_and_need_the_key() {
+        let plain = ChainHasher::sha256();
+        let keyed = ChainHasher::hmac(b"secret".to_vec());
+        let e = event(1);
+        assert_ne!(plain.hash("", &e), keyed.hash("", &e));
+        let c = chain(&keyed, 3);
+        assert!(keyed.verify("corr", &c).is_valid);
+        assert!(
+            !ChainHasher::hmac(b"other".to_vec())
+                .verify("corr", &c)
+                .is_valid
+        );
+    }
+}

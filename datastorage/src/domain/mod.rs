@@ -1,0 +1,7 @@
+//! What DataStorage does, free of HTTP and SQL: preparing batches for ingest,
+//! hashing and verifying chains, and describing queries.
+
+pub mod canonical;
+pub mod chain;
+pub mod ingest;
+pub mod query;

@@ -1,0 +1,384 @@
+//! The embedded backend: SQLite in WAL mode through rusqlite.
+//!
+//! SQLite allows one writer at a time, so writes go through a single connection
+//! (batches are serialised, which also keeps each hash chain linear without any
+//! extra locking), while reads use a small pool of connections that WAL lets run
+//! beside the writer. All database work runs on tokio's blocking pool.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use audit_sdk::{AuditEvent, StoredEvent};
+use chrono::Utc;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{EventStore, InsertOutcome, StoreError};
+use crate::domain::chain::ChainHasher;
+use crate::domain::query::EventQuery;
+
+mod migrations;
+pub mod rows;
+
+pub use migrations::migrate;
+
+/// Most idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+/// How long a connection waits for a lock before reporting the store busy.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// SQLite's `synchronous` setting.
+///
+/// `normal` (the default) survives a crash or `kill -9` of the process; only an
+/// operating-system crash or power loss may lose the last transactions. `full`
+/// also survives those, at the cost of an fsync per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync the WAL at checkpoints only.
+    #[default]
+    Normal,
+    /// fsync the WAL at every commit.
+    Full,
+}
+
+/// Settings of the SQLite backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    /// Database file; its directory is created when missing.
+    pub path: PathBuf,
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data/audit.db"),
+            synchronous: Synchronous::default(),
+        }
+    }
+}
+
+/// The SQLite event store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    synchronous: Synchronous,
+    hasher: ChainHasher,
+    /// The only connection that writes; `None` once closed.
+    writer: Mutex<Option<Connection>>,
+    /// Idle read-only connections.
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when needed) the database and applies pending migrations.
+    pub async fn open(config: &SqliteConfig, hasher: ChainHasher) -> Result<Self, StoreError> {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&config, hasher))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    fn open_blocking(config: &SqliteConfig, hasher: ChainHasher) -> Result<Self, StoreError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Internal(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut writer = open_connection(&config.path, config.synchronous, false)
+            .map_err(|e| open_error(&config.path, e))?;
+        migrate(&mut writer).map_err(|e| open_error(&config.path, e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: config.path.clone(),
+                synchronous: config.synchronous,
+                hasher,
+                writer: Mutex::new(Some(writer)),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Runs `f` on the writer connection on the blocking pool.
+    async fn with_writer<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &ChainHasher) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = guard
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?;
+            f(conn, &inner.hasher).map_err(classify)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    /// Runs `f` on a pooled reader connection on the blocking pool.
+    async fn with_reader<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            if inner
+                .writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none()
+            {
+                return Err(StoreError::Unavailable("store is closed".into()));
+            }
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path, inner.synchronous, true).map_err(classify)?,
+            };
+            let result = f(&conn).map_err(classify);
+            let mut idle = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+}
+
+fn open_connection(
+    path: &Path,
+    sync: Synchronous,
+    read_only: bool,
+) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    debug_assert!(mode.eq_ignore_ascii_case("wal") || path.to_str() == Some(":memory:"));
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        },
+    )?;
+    if read_only {
+        conn.pragma_update(None, "query_only", true)?;
+    }
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(format!(
+        "cannot open SQLite database {}: {e}",
+        path.display()
+    ))
+}
+
+/// Busy/locked/full/IO conditions are worth retrying; anything else is a fault.
+fn classify(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+fn insert_batch_blocking(
+    conn: &mut Connection,
+    hasher: &ChainHasher,
+    events: &[AuditEvent],
+) -> rusqlite::Result<InsertOutcome> {
+    let stored_at = Utc::now().timestamp_micros();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcome = InsertOutcome::default();
+    {
+        let mut head_stmt = tx.prepare_cached(
+            "SELECT chain_seq, event_hash FROM audit_events \
+             WHERE correlation_id = ?1 ORDER BY chain_seq DESC LIMIT 1",
+        )?;
+        let mut insert_stmt = tx.prepare_cached(rows::INSERT)?;
+        // Chain heads of the correlations touched by this batch.
+        let mut heads: HashMap<&str, (i64, String)> = HashMap::new();
+        for event in events {
+            let corr = event.correlation_id.as_str();
+            if !heads.contains_key(corr) {
+                let head = head_stmt
+                    .query_row([corr], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                    .unwrap_or((0, String::new()));
+                heads.insert(corr, head);
+            }
+            let head = heads.get_mut(corr).expect("inserted above");
+            let hash = hasher.hash(&head.1, event);
+            let link = rows::ChainLink {
+                seq: head.0 + 1,
+                previous_hash: &head.1,
+                hash: &hash,
+                algorithm: hasher.algorithm(),
+            };
+            if rows::insert(&mut insert_stmt, event, &link, stored_at)? == 1 {
+                *head = (link.seq, hash);
+                outcome.created += 1;
+            } else {
+                outcome.duplicates += 1;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(outcome)
+}
+
+fn query_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<StoredEvent>> {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+    let mut push = |clause: &'static str, value: Box<dyn ToSql>| {
+        clauses.push(clause);
+        args.push(value);
+    };
+    if let Some(v) = &q.correlation_id {
+        push("correlation_id = ?", Box::new(v.clone()));
+    }
+    if let Some(v) = &q.event_type {
+        push("event_type = ?", Box::new(v.clone()));
+    }
+    if let Some(v) = &q.event_category {
+        push("event_category = ?", Box::new(v.clone()));
+    }
+    if let Some(v) = q.event_outcome {
+        push("event_outcome = ?", Box::new(v.as_str()));
+    }
+    if let Some(v) = &q.severity {
+        push("severity = ?", Box::new(v.clone()));
+    }
+    if let Some(v) = q.since {
+        push("event_timestamp >= ?", Box::new(v.timestamp_micros()));
+    }
+    if let Some(v) = q.until {
+        push("event_timestamp <= ?", Box::new(v.timestamp_micros()));
+    }
+    if let Some(c) = q.cursor {
+        clauses.push("(event_timestamp, event_id) < (?, ?)");
+        args.push(Box::new(c.timestamp_micros));
+        args.push(Box::new(c.event_id.to_string()));
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {} FROM audit_events {filter} \
+         ORDER BY event_timestamp DESC, event_id DESC LIMIT {}",
+        rows::SELECT_COLUMNS,
+        q.limit + 1
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let params: Vec<&dyn ToSql> = args.iter().map(AsRef::as_ref).collect();
+    let rows = stmt.query_map(params.as_slice(), rows::from_row)?;
+    rows.collect()
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn insert_batch(&self, events: Vec<AuditEvent>) -> Result<InsertOutcome, StoreError> {
+        self.with_writer(move |conn, hasher| insert_batch_blocking(conn, hasher, &events))
+            .await
+    }
+
+    async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        self.with_reader(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM audit_events WHERE event_id = ?1",
+                rows::SELECT_COLUMNS
+            ))?
+            .query_row([event_id.to_string()], rows::from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let query = query.clone();
+        self.with_reader(move |conn| query_blocking(conn, &query))
+            .await
+    }
+
+    async fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let corr = correlation_id.to_owned();
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {} FROM audit_events WHERE correlation_id = ?1 ORDER BY chain_seq",
+                rows::SELECT_COLUMNS
+            ))?;
+            let rows = stmt.query_map([corr], rows::from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_reader(|conn| {
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        let inner = self.inner.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            let writer = inner
+                .writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(conn) = writer {
+                // Fold the WAL back into the main file so the database is one
+                // self-contained file after a clean shutdown.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint at close failed");
+                }
+                if let Err((_, e)) = conn.close() {
+                    tracing::warn!(error = %e, "closing SQLite failed");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = closed {
+            tracing::warn!(error = %e, "closing SQLite panicked");
+        }
+    }
+}

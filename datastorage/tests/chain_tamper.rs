@@ -1,0 +1,95 @@
+//! Tamper evidence against the real SQLite file.
+
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn editing_event_data_in_the_sqlite_file_flags_exactly_that_event() {
+    let app = spawn_app().await;
+    let batch = events("corr-tamper", 10);
+    assert_eq!(app.post_batch(&batch).await.status(), 201);
+    let (status, clean) = verify(&app, "corr-tamper").await;
+    assert_eq!(status, 200);
+    assert_eq!(clean["is_valid"], true, "{clean}");
+
+    let victim = batch[4]["event_id"].as_str().unwrap().to_owned();
+    {
+        // What an attacker with file access does: the immutability trigger stops
+        // a plain UPDATE, so they drop it first.
+        let conn = rusqlite::Connection::open(&app.db_path).unwrap();
+        let blocked = conn.execute(
+            "UPDATE audit_events SET event_data = '{}' WHERE event_id = ?1",
+            [&victim],
+        );
+        assert!(blocked.is_err(), "the trigger must refuse updates");
+        conn.execute_batch("DROP TRIGGER audit_events_immutable")
+            .unwrap();
+        let changed = conn
+            .execute(
+                "UPDATE audit_events SET event_data = '{\"n\":4,\"signal_name\":\"Nothing to see\"}' WHERE event_id = ?1",
+                [&victim],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+
+    let (status, report) = verify(&app, "corr-tamper").await;
+    assert_eq!(status, 200);
+    assert_eq!(report["is_valid"], false);
+    assert_eq!(report["total_events"], 10);
+    let tampered = report["tampered_events"].as_array().unwrap();
+    assert_eq!(tampered.len(), 1, "{report}");
+    assert_eq!(tampered[0]["event_id"], victim.as_str());
+    assert_eq!(tampered[0]["reason"], "content_modified");
+    assert_ne!(tampered[0]["expected_hash"], tampered[0]["actual_hash"]);
+}
+
+#[tokio::test]
+async fn verifying_an_unknown_correlation_is_a_404_problem() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/audit/verify-chain"))
+        .json(&serde_json::json!({"correlation_id": "never-seen"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 404, "not-found").await;
+}
+
+#[tokio::test]
+async fn chains_continue_across_batches_and_stay_separate_per_correlation() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        let mut batch = events("corr-a", 4);
+        batch.extend(events("corr-b", 2));
+        assert_eq!(app.post_batch(&batch).await.status(), 201);
+    }
+    for (corr, total) in [("corr-a", 12), ("corr-b", 6)] {
+        let (_, report) = verify(&app, corr).await;
+        assert_eq!(report["is_valid"], true, "{report}");
+        assert_eq!(report["total_events"], total);
+        let mut seqs: Vec<i64> = app
+            .all_events(corr)
+            .await
+            .iter()
+            .map(|e| e["chain_seq"].as_i64().unwrap())
+            .collect();
+        seqs.sort();
+        assert_eq!(seqs, (1..=total).collect::<Vec<i64>>());
+    }
+}
+
+#[tokio::test]
+async fn hmac_chains_are_marked_and_verify_with_the_key() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let key = key_dir.path().join("chain.key");
+    std::fs::write(&key, "super-secret\n").unwrap();
+    let app = spawn_app_with(|c| c.chain.hmac_key_file = Some(key.clone())).await;
+    app.post_batch(&events("corr-hmac", 3)).await;
+    let stored = app.all_events("corr-hmac").await;
+    assert!(stored.iter().all(|e| e["hash_algorithm"] == "hmac-sha256"));
+    let (_, report) = verify(&app, "corr-hmac").await;
+    assert_eq!(report["is_valid"], true, "{report}");
+}

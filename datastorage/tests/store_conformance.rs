@@ -1,0 +1,281 @@
+//! The storage conformance suite: every backend must pass every case.
+//!
+//! Cases talk to the `EventStore` trait only. Each backend instantiates the whole
+//! list through `conformance_suite!` with a factory returning a fresh, empty store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use audit_sdk::{AuditEvent, EventOutcome};
+use chrono::{Duration, Utc};
+use datastorage::domain::chain::ChainHasher;
+use datastorage::domain::query::{Cursor, EventQuery};
+use datastorage::store::sqlite::{SqliteConfig, SqliteStore};
+use datastorage::store::{EventStore, InsertOutcome};
+
+fn event(corr: &str, n: usize) -> AuditEvent {
+    AuditEvent::builder("test.event", corr)
+        .category("test")
+        .action("act")
+        .actor("service", "tester")
+        .resource("thing", format!("r{n}"))
+        .severity("info")
+        .data("n", n)
+        .build()
+}
+
+fn batch(corr: &str, count: usize) -> Vec<AuditEvent> {
+    (0..count).map(|n| event(corr, n)).collect()
+}
+
+fn query() -> EventQuery {
+    EventQuery::parse(&HashMap::new(), Utc::now()).unwrap()
+}
+
+pub async fn inserts_are_idempotent_on_event_id(store: Arc<dyn EventStore>) {
+    let events = batch("c1", 10);
+    let first = store.insert_batch(events.clone()).await.unwrap();
+    assert_eq!(
+        first,
+        InsertOutcome {
+            created: 10,
+            duplicates: 0
+        }
+    );
+    let mut mixed = events[5..].to_vec();
+    mixed.extend(batch("c1", 3));
+    let second = store.insert_batch(mixed).await.unwrap();
+    assert_eq!(
+        second,
+        InsertOutcome {
+            created: 3,
+            duplicates: 5
+        }
+    );
+    assert_eq!(store.chain("c1").await.unwrap().len(), 13);
+}
+
+pub async fn chains_are_linear_per_correlation(store: Arc<dyn EventStore>) {
+    let hasher = ChainHasher::sha256();
+    for round in 0..3 {
+        let mut events = batch("ca", 4);
+        events.extend(batch("cb", round + 1));
+        store.insert_batch(events).await.unwrap();
+    }
+    let a = store.chain("ca").await.unwrap();
+    assert_eq!(
+        a.iter().map(|e| e.chain_seq).collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<_>>()
+    );
+    assert!(hasher.verify("ca", &a).is_valid);
+    assert_eq!(a[0].previous_event_hash, "");
+    assert_eq!(a[1].previous_event_hash, a[0].event_hash);
+    let b = store.chain("cb").await.unwrap();
+    assert_eq!(b.len(), 6);
+    assert!(hasher.verify("cb", &b).is_valid);
+}
+
+pub async fn a_stored_event_reads_back_identically(store: Arc<dyn EventStore>) {
+    let mut e = event("c-rt", 1);
+    e.actor_ip = Some("10.1.2.3".into());
+    e.parent_event_id = Some(uuid::Uuid::now_v7());
+    e.namespace = Some("payments".into());
+    e.cluster_id = Some("kind".into());
+    e.duration_ms = Some(42);
+    e.error_code = Some("E1".into());
+    e.error_message = Some("broke".into());
+    e.retention_days = 30;
+    e.is_sensitive = true;
+    e.event_outcome = EventOutcome::Failure;
+    e.event_data.insert(
+        "nested".into(),
+        serde_json::json!({"a": [1, 2.5, null, "x"]}),
+    );
+    store.insert_batch(vec![e.clone()]).await.unwrap();
+    let got = store.get(e.event_id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(got.event, e);
+    assert_eq!(got.event_date, e.event_timestamp.date_naive());
+    assert!(!got.legal_hold);
+    assert!(store.get(uuid::Uuid::now_v7()).await.unwrap().is_none());
+}
+
+pub async fn queries_filter_and_page_newest_first(store: Arc<dyn EventStore>) {
+    let now = Utc::now();
+    let mut events = batch("cq", 7);
+    for (i, e) in events.iter_mut().enumerate() {
+        e.event_timestamp = audit_sdk::timestamp::normalize(now - Duration::minutes(i as i64));
+    }
+    events[1].event_outcome = EventOutcome::Failure;
+    events[2].event_type = "other.type".into();
+    events[3].severity = Some("critical".into());
+    events[4].event_category = "elsewhere".into();
+    store.insert_batch(events.clone()).await.unwrap();
+    store.insert_batch(batch("noise", 3)).await.unwrap();
+
+    let ids = |found: Vec<audit_sdk::StoredEvent>| -> Vec<uuid::Uuid> {
+        found.iter().map(|e| e.event_id()).collect()
+    };
+    let base = EventQuery {
+        correlation_id: Some("cq".into()),
+        ..query()
+    };
+    let all = ids(store.query(&base).await.unwrap());
+    assert_eq!(
+        all,
+        events
+            .iter()
+            .map(|e| e.event_id.unwrap())
+            .collect::<Vec<_>>()
+    );
+
+    let one = |q: EventQuery| {
+        let store = store.clone();
+        async move { ids(store.query(&q).await.unwrap()) }
+    };
+    assert_eq!(
+        one(EventQuery {
+            event_outcome: Some(EventOutcome::Failure),
+            ..base.clone()
+        })
+        .await,
+        [events[1].event_id.unwrap()]
+    );
+    assert_eq!(
+        one(EventQuery {
+            event_type: Some("other.type".into()),
+            ..base.clone()
+        })
+        .await,
+        [events[2].event_id.unwrap()]
+    );
+    assert_eq!(
+        one(EventQuery {
+            severity: Some("critical".into()),
+            ..base.clone()
+        })
+        .await,
+        [events[3].event_id.unwrap()]
+    );
+    assert_eq!(
+        one(EventQuery {
+            event_category: Some("elsewhere".into()),
+            ..base.clone()
+        })
+        .await,
+        [events[4].event_id.unwrap()]
+    );
+    let window = EventQuery {
+        since: Some(events[4].event_timestamp),
+        until: Some(events[2].event_timestamp),
+        ..base.clone()
+    };
+    assert_eq!(
+        one(window).await,
+        [2, 3, 4].map(|i| events[i].event_id.unwrap())
+    );
+
+    // Keyset paging: limit + 1 rows come back, the cursor continues strictly after.
+    let page = store
+        .query(&EventQuery {
+            limit: 3,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 4);
+    let last = &page[2];
+    let cursor = Cursor {
+        timestamp_micros: last.event.event_timestamp.timestamp_micros(),
+        event_id: last.event_id(),
+    };
+    let next = one(EventQuery {
+        limit: 3,
+        cursor: Some(cursor),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(next, [3, 4, 5, 6].map(|i| events[i].event_id.unwrap()));
+}
+
+pub async fn equal_timestamps_page_without_loss(store: Arc<dyn EventStore>) {
+    let ts = audit_sdk::timestamp::normalize(Utc::now());
+    let mut events = batch("ct", 9);
+    for e in &mut events {
+        e.event_timestamp = ts;
+    }
+    store.insert_batch(events).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let mut page = store
+            .query(&EventQuery {
+                correlation_id: Some("ct".into()),
+                limit: 4,
+                cursor,
+                ..query()
+            })
+            .await
+            .unwrap();
+        let more = page.len() > 4;
+        page.truncate(4);
+        cursor = page.last().map(|e| Cursor {
+            timestamp_micros: e.event.event_timestamp.timestamp_micros(),
+            event_id: e.event_id(),
+        });
+        seen.extend(page.into_iter().map(|e| e.event_id()));
+        if !more {
+            break;
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (9, 9));
+}
+
+pub async fn ping_answers_and_close_refuses_further_work(store: Arc<dyn EventStore>) {
+    store.ping().await.unwrap();
+    store.close().await;
+    assert!(store.ping().await.is_err());
+    assert!(store.insert_batch(batch("late", 1)).await.is_err());
+}
+
+/// Instantiates every case for one backend.
+macro_rules! conformance_suite {
+    ($backend:ident, $factory:path) => {
+        mod $backend {
+            use super::*;
+            conformance_suite!(@cases $factory;
+                inserts_are_idempotent_on_event_id,
+                chains_are_linear_per_correlation,
+                a_stored_event_reads_back_identically,
+                queries_filter_and_page_newest_first,
+                equal_timestamps_page_without_loss,
+                ping_answers_and_close_refuses_further_work,
+            );
+        }
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $factory().await;
+                super::$case(store).await;
+            }
+        )*
+    };
+}
+
+async fn sqlite_store() -> (Arc<dyn EventStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        path: dir.path().join("audit.db"),
+        ..SqliteConfig::default()
+    };
+    let store = SqliteStore::open(&config, ChainHasher::sha256())
+        .await
+        .unwrap();
+    (Arc::new(store), dir)
+}
+
+conformance_suite!(sqlite, sqlite_store);
