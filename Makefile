@@ -24,3 +24,4 @@ fmt: ## Format the code
 
 bench: ## Run the benchmarks (release build; not part of `make test`)
 	$(CARGO) bench -p datastorage --bench ingest
+	$(CARGO) bench -p audit-sdk --bench sdk

@@ -1,8 +1,12 @@
-//! The audit event contract shared by every service of the remediation platform.
+//! The audit event contract and the client library of the remediation
+//! platform. Its promise: no audit event is ever lost silently.
 //!
-//! DataStorage validates incoming events with exactly the code that clients use
-//! before sending them, so a client and the server can never disagree about what
-//! a valid event is. This crate holds:
+//! Services record through an [`AuditStore`] (non-blocking `record()`,
+//! background batching, retries that never give up, an optional durable disk
+//! spool, honest `flush()` / `close()`; see the crate README). DataStorage
+//! validates incoming events with exactly the code that clients use before
+//! sending them, so a client and the server can never disagree about what a
+//! valid event is. The contract lives in:
 //!
 //! - [`event`]: the event as it travels on the wire ([`AuditEvent`]) and as it is
 //!   stored ([`StoredEvent`]);
@@ -26,12 +30,33 @@
 //! ```
 
 pub mod api;
+mod backlog;
+pub mod config;
+mod delivery;
+pub mod errors;
 pub mod event;
+mod intake;
 pub mod limits;
+pub mod metrics;
+pub mod preflight;
 pub mod problem;
+pub mod proto;
+mod shared;
+pub mod spool;
+mod store;
 pub mod timestamp;
+pub mod token;
+pub mod transport;
 pub mod validation;
 
+// The README's examples compile as doctests, so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+pub use config::{AuditConfig, FsyncPolicy, TransportKind};
+pub use errors::{CloseReport, FlushError, RecordError, SyncError};
 pub use event::{AuditEvent, AuditEventBuilder, EventOutcome, StoredEvent};
 pub use problem::{FieldError, Problem};
+pub use store::{AuditStore, StartError};
 pub use validation::ValidationErrors;

@@ -283,8 +283,8 @@ fn rule_errors(e: &AuditEvent, now: DateTime<Utc>) -> Vec<FieldError> {
         err("event_type", msg);
     } else if !e
         .event_type
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
     {
         err(
             "event_type",
@@ -363,31 +363,51 @@ fn rule_errors(e: &AuditEvent, now: DateTime<Utc>) -> Vec<FieldError> {
 }
 
 fn text_rule(value: &str, min: usize, max: usize) -> Option<String> {
-    let len = value.chars().count();
-    if len < min {
-        Some(if min == 1 {
-            "must not be empty".to_owned()
-        } else {
-            format!("must have at least {min} characters")
-        })
-    } else if len > max {
-        Some(format!("must be at most {max} characters, got {len}"))
-    } else if value.chars().any(char::is_control) && max <= ID_TEXT_MAX_LEN {
-        Some("must not contain control characters".to_owned())
-    } else {
+    // Byte length bounds the character count, so the count is only needed near
+    // the limits (this runs for every field of every recorded event).
+    let len = if value.len() <= max && value.len() >= min {
         None
+    } else {
+        Some(value.chars().count())
+    };
+    if let Some(len) = len {
+        if len < min {
+            return Some(if min == 1 {
+                "must not be empty".to_owned()
+            } else {
+                format!("must have at least {min} characters")
+            });
+        }
+        if len > max {
+            return Some(format!("must be at most {max} characters, got {len}"));
+        }
+    }
+    if max <= ID_TEXT_MAX_LEN && has_control(value) {
+        return Some("must not contain control characters".to_owned());
+    }
+    None
+}
+
+fn has_control(value: &str) -> bool {
+    if value.is_ascii() {
+        value.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        value.chars().any(char::is_control)
     }
 }
 
 fn event_data_rules(e: &AuditEvent, errors: &mut Vec<FieldError>) {
-    let size = json_size(&e.event_data);
-    if size > EVENT_DATA_MAX_BYTES {
-        errors.push(FieldError::new(
-            "event_data",
-            format!("must be at most {EVENT_DATA_MAX_BYTES} bytes as JSON, got {size}"),
-        ));
+    let (depth, bound) = shape(&e.event_data);
+    // The bound over-estimates the JSON size; serialise only when it might matter.
+    if bound > EVENT_DATA_MAX_BYTES {
+        let size = json_size(&e.event_data);
+        if size > EVENT_DATA_MAX_BYTES {
+            errors.push(FieldError::new(
+                "event_data",
+                format!("must be at most {EVENT_DATA_MAX_BYTES} bytes as JSON, got {size}"),
+            ));
+        }
     }
-    let depth = 1 + e.event_data.values().map(depth_of).max().unwrap_or(0);
     if depth > EVENT_DATA_MAX_DEPTH {
         errors.push(FieldError::new(
             "event_data",
@@ -407,12 +427,41 @@ fn event_data_rules(e: &AuditEvent, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn depth_of(v: &Value) -> usize {
-    match v {
-        Value::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
-        Value::Object(map) => 1 + map.values().map(depth_of).max().unwrap_or(0),
-        _ => 0,
+/// Nesting depth of an object (itself depth 1) and an upper bound of its
+/// compact JSON size (every string byte counted as a worst-case `\u00XX`
+/// escape), in one walk.
+fn shape(map: &Map<String, Value>) -> (usize, usize) {
+    let mut depth = 0;
+    let mut bound = 2;
+    for (k, v) in map {
+        let (d, b) = value_shape(v);
+        depth = depth.max(d);
+        bound += string_bound(k) + 2 + b;
     }
+    (1 + depth, bound)
+}
+
+fn value_shape(v: &Value) -> (usize, usize) {
+    match v {
+        Value::Null | Value::Bool(_) => (0, 5),
+        Value::Number(_) => (0, 32),
+        Value::String(s) => (0, string_bound(s)),
+        Value::Array(items) => {
+            let mut depth = 0;
+            let mut bound = 2;
+            for item in items {
+                let (d, b) = value_shape(item);
+                depth = depth.max(d);
+                bound += b + 1;
+            }
+            (1 + depth, bound)
+        }
+        Value::Object(map) => shape(map),
+    }
+}
+
+fn string_bound(s: &str) -> usize {
+    2 + 6 * s.len()
 }
 
 /// Compact JSON length without building the string.

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -102,6 +103,13 @@ impl Application {
         let close = CancellationToken::new();
         let serve = |listener: TcpListener, router: axum::Router| {
             let close = close.clone();
+            // Without TCP_NODELAY, HTTP/2 (gRPC) answers written as several
+            // small frames wait on Nagle and the peer's delayed ACK (~40 ms each).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             tokio::spawn(async move {
                 axum::serve(listener, router)
                     .with_graceful_shutdown(close.cancelled_owned())

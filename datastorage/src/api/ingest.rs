@@ -67,7 +67,10 @@ pub async fn post_event(
     Ok((status, axum::Json(answer)))
 }
 
-async fn store(state: &AppState, events: Vec<AuditEvent>) -> Result<BatchResponse, ApiError> {
+pub(super) async fn store(
+    state: &AppState,
+    events: Vec<AuditEvent>,
+) -> Result<BatchResponse, ApiError> {
     let event_ids = events.iter().filter_map(|e| e.event_id).collect();
     let started = Instant::now();
     let outcome = state.store.insert_batch(events).await?;

@@ -19,6 +19,7 @@ use crate::readiness::Readiness;
 use crate::store::EventStore;
 
 mod body;
+pub mod grpc;
 mod health;
 mod ingest;
 pub mod openapi;
@@ -55,11 +56,12 @@ pub fn api_router(state: AppState) -> Router {
         .route(api::VERIFY_CHAIN_PATH, post(verify::verify_chain))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route(api::READYZ_PATH, get(health::readyz))
+        .with_state(state.clone())
+        .merge(grpc::routes(state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(track::track))
-        .with_state(state)
 }
 
 /// The health listener's routes (port 8081).

@@ -35,6 +35,11 @@ impl ApiError {
         }
     }
 
+    /// The problem document this error answers with.
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+
     /// An invalid query listing every bad parameter.
     pub fn invalid_query(errors: Vec<FieldError>) -> Self {
         let detail = errors

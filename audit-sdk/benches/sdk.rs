@@ -1,0 +1,172 @@
+//! SDK throughput: `record()` from one producer, and end to end into a real
+//! DataStorage over both transports, against DataStorage's own batch ingest
+//! measured in the same run.
+//!
+//! `cargo bench -p audit-sdk --bench sdk [-- EVENTS]`
+//!
+//! - `record`: one task calling `record()` on pre-built events (DataStorage
+//!   unreachable and a buffer large enough, so only `record()` is timed);
+//! - `ingest`: the baseline, pre-serialised batches POSTed by 4 concurrent
+//!   clients straight to DataStorage (what its own ingest bench measures);
+//! - `sdk-http`, `sdk-grpc`: `record()` of every event then `flush()`, timed
+//!   until DataStorage acknowledged the last one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit_sdk::{AuditConfig, AuditEvent, AuditStore, TransportKind};
+use datastorage::config::Config;
+use datastorage::startup::Application;
+use tokio_util::sync::CancellationToken;
+
+fn events(total: usize, tag: &str) -> Vec<AuditEvent> {
+    (0..total)
+        .map(|n| {
+            AuditEvent::builder("gateway.signal.received", format!("rr-{tag}-{}", n % 100))
+                .category("gateway")
+                .action("received")
+                .actor("service", "gateway")
+                .resource("Deployment", format!("payments/api-{}", n % 97))
+                .namespace("payments")
+                .severity("critical")
+                .data("signal_name", "HighMemoryUsage")
+                .data("fingerprint", format!("{n:064x}"))
+                .build()
+        })
+        .collect()
+}
+
+struct Server {
+    url: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.host = [127, 0, 0, 1].into();
+    config.server.api_port = 0;
+    config.server.health_port = 0;
+    config.server.metrics_port = 0;
+    config.server.shutdown_delay = Duration::ZERO;
+    config.store.sqlite.path = dir.path().join("audit.db");
+    let app = Application::build(config).await.unwrap();
+    let url = format!("http://{}", app.api_addr());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    Server {
+        url,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn record_only(total: usize) -> f64 {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut config = AuditConfig::new("http://127.0.0.1:9");
+        config.buffer_capacity = total + 1;
+        config.shutdown_timeout = Duration::ZERO;
+        let store = AuditStore::new(config).unwrap();
+        let batch = events(total, "rec");
+        let started = Instant::now();
+        for e in batch {
+            store.record(e).unwrap();
+        }
+        let elapsed = started.elapsed();
+        store.close().await;
+        total as f64 / elapsed.as_secs_f64()
+    })
+}
+
+async fn baseline_ingest(server: &Server, batch: &[AuditEvent]) -> f64 {
+    let url = format!("{}/api/v1/audit/events/batch", server.url);
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        batch
+            .chunks(1000)
+            .map(|c| serde_json::to_vec(c).unwrap())
+            .collect(),
+    );
+    let client = reqwest::Client::new();
+    let clients = 4;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let (bodies, client, url) = (bodies.clone(), client.clone(), url.clone());
+            tokio::spawn(async move {
+                for body in bodies.iter().skip(w).step_by(clients) {
+                    let resp = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 201);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    batch.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn sdk_end_to_end(server: &Server, transport: TransportKind, batch: Vec<AuditEvent>) -> f64 {
+    let mut config = AuditConfig::new(server.url.clone());
+    config.transport = transport;
+    config.buffer_capacity = batch.len() + 1;
+    let store = AuditStore::new(config).unwrap();
+    let total = batch.len();
+    let started = Instant::now();
+    for e in batch {
+        store.record(e).unwrap();
+    }
+    store.flush_timeout(Duration::from_secs(600)).await.unwrap();
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let report = store.close().await;
+    assert_eq!(report.delivered, total as u64);
+    rate
+}
+
+fn main() {
+    let total: usize = std::env::args()
+        .filter_map(|a| a.parse().ok())
+        .next()
+        .unwrap_or(100_000);
+    let record_rate = record_only(1_000_000);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (ingest, http, grpc) = runtime.block_on(async {
+        // Each measurement gets a fresh database so none pays for another's rows.
+        let server = start_server().await;
+        baseline_ingest(&server, &events(5_000, "warm")).await;
+        let ingest = baseline_ingest(&server, &events(total, "base")).await;
+        server.stop().await;
+        let server = start_server().await;
+        let http = sdk_end_to_end(&server, TransportKind::Http, events(total, "http")).await;
+        server.stop().await;
+        let server = start_server().await;
+        let grpc = sdk_end_to_end(&server, TransportKind::Grpc, events(total, "grpc")).await;
+        server.stop().await;
+        (ingest, http, grpc)
+    });
+
+    println!("audit-sdk: {total} events end to end, 1000000 for record()");
+    println!("{:<10} {:>14} {:>16}", "path", "events/s", "ratio/ingest");
+    println!("{:<10} {:>14.0} {:>16}", "record", record_rate, "-");
+    println!("{:<10} {:>14.0} {:>16.2}", "ingest", ingest, 1.0);
+    println!("{:<10} {:>14.0} {:>16.2}", "sdk-http", http, http / ingest);
+    println!("{:<10} {:>14.0} {:>16.2}", "sdk-grpc", grpc, grpc / ingest);
+}

@@ -1,0 +1,190 @@
+//! The intake task: takes recorded events off the channel and appends them to
+//! the backlog (memory or spool), in order.
+//!
+//! It runs apart from delivery so that a long DataStorage outage (delivery
+//! sleeping between retries) never delays writing new events to the spool.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::errors::SyncError;
+use crate::event::AuditEvent;
+use crate::shared::Shared;
+
+/// What the handles ask of the intake task. Each command first takes every
+/// event recorded before it from the inbox, so it applies to all of them.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Replies with the sequence number of the last event recorded before it.
+    Flush(oneshot::Sender<u64>),
+    /// Replies once everything recorded before it is on disk.
+    Sync(oneshot::Sender<Result<(), SyncError>>),
+    /// Stops intake; replies with (last sequence number, events that could not be written).
+    Close(oneshot::Sender<(u64, u64)>),
+}
+
+/// How long a busy intake waits for more events before writing a burst; this
+/// bounds the latency it adds and lets one write (and one fsync) cover many events.
+const LINGER: Duration = Duration::from_millis(1);
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    first_seq: u64,
+) {
+    let spooled = shared.config.spool_dir.is_some();
+    let mut seq = first_seq;
+    // Recorded events not yet in the backlog (waiting for spool space).
+    let mut pending: Vec<AuditEvent> = Vec::new();
+    let mut tick = tokio::time::interval(
+        shared
+            .config
+            .spool_fsync_interval
+            .max(Duration::from_millis(10)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let arrived = shared.drain_inbox();
+        let busy = !arrived.is_empty();
+        seq += arrived.len() as u64;
+        pending.extend(arrived);
+        write(&shared, &mut pending).await;
+        if !busy {
+            shared.inbox_idle.store(true, Ordering::Release);
+            // A record between the drain and the flag saw `idle == false` and did
+            // not wake us: look once more before sleeping.
+            if !shared
+                .inbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+            {
+                shared.inbox_idle.store(false, Ordering::Release);
+                continue;
+            }
+        }
+        let command = tokio::select! {
+            command = rx.recv() => command,
+            () = shared.inbox_wake.notified(), if !busy => continue,
+            () = tokio::time::sleep(LINGER), if busy => continue,
+            _ = tick.tick() => {
+                if spooled {
+                    sync_if_due(&shared).await;
+                }
+                continue;
+            }
+            () = shared.space.notified(), if !pending.is_empty() => continue,
+        };
+        shared.inbox_idle.store(false, Ordering::Release);
+        let arrived = shared.drain_inbox();
+        seq += arrived.len() as u64;
+        pending.extend(arrived);
+        write(&shared, &mut pending).await;
+        match command {
+            None => return, // every handle is gone without close()
+            Some(Command::Flush(reply)) => {
+                shared.urgent.notify_one();
+                let _ = reply.send(seq);
+            }
+            Some(Command::Sync(reply)) => {
+                let _ = reply.send(sync(&shared, pending.len() as u64).await);
+            }
+            Some(Command::Close(reply)) => {
+                if spooled {
+                    let _ = sync(&shared, 0).await;
+                }
+                shared.urgent.notify_one();
+                let _ = reply.send((seq, pending.len() as u64));
+                return;
+            }
+        }
+    }
+}
+
+async fn sync_if_due(shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(spool) = shared.backlog().spool() {
+            if let Err(e) = spool.sync_if_due() {
+                tracing::error!(error = %e, "audit spool fsync failed");
+            }
+        }
+    })
+    .await;
+}
+
+/// Moves `pending` into the backlog as far as it fits, on the blocking pool
+/// (spool writes are file I/O).
+async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) {
+    if pending.is_empty() {
+        return;
+    }
+    let batch = std::mem::take(pending);
+    let worker = shared.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut batch = batch;
+        let mut backlog = worker.backlog();
+        let outcome = backlog.push(&mut batch);
+        let available = backlog.available();
+        let bytes = backlog.spool().map(|s| s.bytes());
+        (batch, outcome, available, bytes)
+    })
+    .await;
+    let Ok((rest, outcome, available, bytes)) = result else {
+        tracing::error!("audit intake worker panicked");
+        return;
+    };
+    *pending = rest;
+    match outcome {
+        Ok(written) => {
+            if shared.config.spool_dir.is_some() {
+                // On disk now; memory is free for new records.
+                shared.in_memory.fetch_sub(written, Ordering::Relaxed);
+            }
+            if !pending.is_empty() {
+                tracing::warn!(
+                    waiting = pending.len(),
+                    "audit spool is full (spool_max_bytes); events wait in memory until delivery frees space"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, waiting = pending.len(), "cannot write to the audit spool; events wait in memory")
+        }
+    }
+    if let Some(bytes) = bytes {
+        metrics::gauge!(crate::metrics::SPOOL_BYTES).set(bytes as f64);
+    }
+    shared.update_gauges();
+    shared.work.notify_one();
+    if available >= shared.config.batch_size as u64 {
+        shared.urgent.notify_one();
+    }
+}
+
+async fn sync(shared: &Arc<Shared>, unwritten: u64) -> Result<(), SyncError> {
+    if shared.config.spool_dir.is_none() {
+        return Err(SyncError::NoSpool);
+    }
+    let worker = shared.clone();
+    let synced = tokio::task::spawn_blocking(move || match worker.backlog().spool() {
+        Some(spool) => spool.sync().map_err(|e| e.to_string()),
+        None => Ok(()),
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match synced {
+        Err(reason) => Err(SyncError::NotWritten {
+            pending: unwritten,
+            reason,
+        }),
+        Ok(()) if unwritten > 0 => Err(SyncError::NotWritten {
+            pending: unwritten,
+            reason: "spool full".into(),
+        }),
+        Ok(()) => Ok(()),
+    }
+}

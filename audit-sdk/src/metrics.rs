@@ -1,0 +1,24 @@
+//! Metric names of the SDK, recorded through the `metrics` facade (the host
+//! service chooses the exporter).
+
+/// Counter: events accepted by `record()`.
+pub const RECORDED: &str = "audit_sdk_events_recorded_total";
+/// Counter: events acknowledged by DataStorage.
+pub const DELIVERED: &str = "audit_sdk_events_delivered_total";
+/// Counter: delivery attempts that failed transiently and were retried.
+pub const RETRIED_BATCHES: &str = "audit_sdk_batches_retried_total";
+/// Counter: events lost, by `reason` (`buffer_full`, `closed`, `shutdown`, `spool_damaged`).
+pub const DROPPED: &str = "audit_sdk_events_dropped_total";
+/// Counter: events permanently refused by DataStorage and set aside.
+pub const REJECTED: &str = "audit_sdk_events_rejected_total";
+/// Gauge: events held in memory.
+pub const QUEUE_DEPTH: &str = "audit_sdk_queue_depth";
+/// Gauge: bytes of spool segments on disk.
+pub const SPOOL_BYTES: &str = "audit_sdk_spool_bytes";
+/// Histogram: seconds from the start of a batch's first attempt to its acknowledgement.
+pub const DELIVERY_LATENCY: &str = "audit_sdk_delivery_latency_seconds";
+
+/// Counts `n` lost events with `reason` and says so in the log.
+pub(crate) fn dropped(reason: &'static str, n: u64) {
+    metrics::counter!(DROPPED, "reason" => reason).increment(n);
+}

@@ -1,0 +1,121 @@
+//! State shared by the `AuditStore` handles and the background tasks.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::backlog::Backlog;
+use crate::config::AuditConfig;
+use crate::event::AuditEvent;
+use crate::metrics as m;
+use crate::token::TokenSource;
+use crate::transport::Transport;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: AuditConfig,
+    pub backlog: Mutex<Backlog>,
+    pub transport: Box<dyn Transport>,
+    pub tokens: TokenSource,
+    /// Recorded events not yet taken by the intake task. A plain mutex-guarded
+    /// vector instead of a channel: `record()` then costs a lock and a push, and
+    /// wakes the intake task only when it is idle (see [`crate::intake`]).
+    pub inbox: Mutex<Vec<AuditEvent>>,
+    /// The intake task found the inbox empty and waits for `inbox_wake`.
+    pub inbox_idle: AtomicBool,
+    pub inbox_wake: Notify,
+    /// Events held in memory: queued for intake, waiting for spool space, or
+    /// (memory mode) waiting for delivery. Bounded by `buffer_capacity`.
+    pub in_memory: AtomicUsize,
+    /// Set once `close()` starts; `record()` refuses from then on.
+    pub closed: AtomicBool,
+    /// Events resolved (delivered or set aside) in FIFO order, counted from the
+    /// first event of the backlog at start (spooled events of earlier processes
+    /// included). `flush()` waits on it.
+    pub resolved: watch::Sender<u64>,
+    pub delivered: AtomicU64,
+    pub rejected: AtomicU64,
+    pub lost: AtomicU64,
+    /// Intake → delivery: events are available.
+    pub work: Notify,
+    /// Intake → delivery: send now (a batch is full or a flush waits).
+    pub urgent: Notify,
+    /// Delivery → intake: spool space was freed.
+    pub space: Notify,
+    /// Whether DataStorage answered the last probe or delivery.
+    pub ready: AtomicBool,
+    /// Stops the background tasks.
+    pub stop: CancellationToken,
+    /// Unix milliseconds of the last overflow log line (rate limit).
+    pub last_drop_log_ms: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: AuditConfig, backlog: Backlog, transport: Box<dyn Transport>) -> Arc<Self> {
+        let tokens = TokenSource::new(config.effective_token_file(), config.token_refresh_interval);
+        Arc::new(Self {
+            config,
+            backlog: Mutex::new(backlog),
+            transport,
+            tokens,
+            inbox: Mutex::new(Vec::new()),
+            inbox_idle: AtomicBool::new(false),
+            inbox_wake: Notify::new(),
+            in_memory: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            resolved: watch::Sender::new(0),
+            delivered: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            work: Notify::new(),
+            urgent: Notify::new(),
+            space: Notify::new(),
+            ready: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            last_drop_log_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub fn backlog(&self) -> MutexGuard<'_, Backlog> {
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `n` lost events and logs it, at most once a second per store.
+    pub fn lose(&self, reason: &'static str, n: u64, detail: &str) {
+        if n == 0 {
+            return;
+        }
+        self.lost.fetch_add(n, Ordering::Relaxed);
+        m::dropped(reason, n);
+        let now = chrono::Utc::now().timestamp_millis() as u64;
+        let last = self.last_drop_log_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .last_drop_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                reason,
+                lost = n,
+                lost_total = self.lost.load(Ordering::Relaxed),
+                "AUDIT EVENTS LOST: {detail}"
+            );
+        }
+    }
+
+    /// Takes every event from the inbox, oldest first.
+    pub fn drain_inbox(&self) -> Vec<AuditEvent> {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        // Hand the producers an allocation of the size just seen, so a steady
+        // stream of records does not regrow the vector on every burst.
+        let capacity = inbox.len().next_power_of_two().clamp(64, 16 * 1024);
+        std::mem::replace(&mut *inbox, Vec::with_capacity(capacity))
+    }
+
+    pub fn update_gauges(&self) {
+        metrics::gauge!(m::QUEUE_DEPTH).set(self.in_memory.load(Ordering::Relaxed) as f64);
+    }
+}

@@ -1,0 +1,69 @@
+//! `audit.v1.AuditIngest/StoreBatch`: the batch endpoint over gRPC, on the API
+//! port beside REST (HTTP/2 requests are routed here by path).
+//!
+//! Same semantics as `POST /api/v1/audit/events/batch`: each protobuf event is
+//! turned into the JSON the REST route would have received and goes through the
+//! same validation, idempotent insert and hash chain. Problems travel as the
+//! same RFC 7807 documents, JSON-encoded in the status details.
+
+use audit_sdk::proto::{self, v1};
+use axum::Router;
+use chrono::Utc;
+use tonic::{Code, Request, Response, Status};
+
+use super::problem::ApiError;
+use super::AppState;
+use crate::domain::ingest::prepare_batch;
+
+/// The gRPC ingest service.
+#[derive(Debug, Clone)]
+pub struct IngestService {
+    state: AppState,
+}
+
+#[tonic::async_trait]
+impl v1::audit_ingest_server::AuditIngest for IngestService {
+    async fn store_batch(
+        &self,
+        request: Request<v1::StoreBatchRequest>,
+    ) -> Result<Response<v1::StoreBatchResponse>, Status> {
+        let values = request
+            .into_inner()
+            .events
+            .into_iter()
+            .map(proto::to_json)
+            .collect();
+        let events = prepare_batch(values, self.state.limits.max_batch_size, Utc::now())
+            .map_err(|e| status(ApiError::from(e)))?;
+        let answer = super::ingest::store(&self.state, events)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::StoreBatchResponse {
+            event_ids: answer.event_ids.iter().map(ToString::to_string).collect(),
+            created: answer.created as u64,
+            duplicates: answer.duplicates as u64,
+        }))
+    }
+}
+
+/// The service's routes, to merge into the API router.
+pub fn routes(state: AppState) -> Router {
+    let max = state.limits.max_body_bytes;
+    let service = v1::audit_ingest_server::AuditIngestServer::new(IngestService { state })
+        .max_decoding_message_size(max);
+    tonic::service::Routes::new(service).into_axum_router()
+}
+
+/// The gRPC status for an API error; the problem document rides in the details.
+fn status(error: ApiError) -> Status {
+    let problem = error.problem();
+    let code = match problem.status {
+        400 | 413 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        503 => Code::Unavailable,
+        _ => Code::Internal,
+    };
+    proto::status_from_problem(code, problem)
+}
