@@ -38,6 +38,7 @@ pub mod event;
 mod intake;
 pub mod limits;
 pub mod metrics;
+pub mod names;
 pub mod preflight;
 pub mod problem;
 pub mod proto;

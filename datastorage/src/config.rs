@@ -15,12 +15,10 @@ use crate::store::sqlite::SqliteConfig;
 
 /// Prefix of environment overrides (`DATASTORAGE_SERVER__API_PORT=9000`).
 pub const ENV_PREFIX: &str = "DATASTORAGE_";
-/// Default API port (REST and, later, gRPC).
-pub const DEFAULT_API_PORT: u16 = 8080;
-/// Default health port (`/healthz`, `/readyz`).
-pub const DEFAULT_HEALTH_PORT: u16 = 8081;
-/// Default metrics port (`/metrics`).
-pub const DEFAULT_METRICS_PORT: u16 = 9090;
+pub use audit_sdk::names::{
+    API_PORT as DEFAULT_API_PORT, HEALTH_PORT as DEFAULT_HEALTH_PORT,
+    METRICS_PORT as DEFAULT_METRICS_PORT,
+};
 
 /// The whole configuration of a DataStorage process.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -1,0 +1,44 @@
+//! Kubernetes names and ports of the platform, defined once.
+//!
+//! Service configuration defaults, the manifests' preflight checks and the e2e
+//! suite all read these, so a Service renamed in one place cannot silently
+//! diverge from the URL another service uses to reach it (the reference
+//! platform lost every audit event of a run to exactly that).
+
+/// Namespace of the platform's services.
+pub const NAMESPACE: &str = "kubernaut-system";
+/// Service name of DataStorage.
+pub const DATA_STORAGE_SERVICE: &str = "data-storage-service";
+/// ServiceAccount of DataStorage.
+pub const DATA_STORAGE_SERVICE_ACCOUNT: &str = "data-storage-sa";
+/// ClusterRole every DataStorage caller is bound to.
+pub const DATA_STORAGE_CLIENT_ROLE: &str = "data-storage-client";
+/// Service name of the Gateway.
+pub const GATEWAY_SERVICE: &str = "gateway-service";
+/// ServiceAccount of the Gateway.
+pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway";
+/// Service name of PostgreSQL.
+pub const POSTGRES_SERVICE: &str = "postgresql";
+
+/// API port of every service (REST and gRPC).
+pub const API_PORT: u16 = 8080;
+/// Health port (`/healthz`, `/readyz`).
+pub const HEALTH_PORT: u16 = 8081;
+/// Metrics port (`/metrics`).
+pub const METRICS_PORT: u16 = 9090;
+
+/// DataStorage's in-cluster URL, as services configure it.
+pub fn data_storage_url() -> String {
+    format!("http://{DATA_STORAGE_SERVICE}.{NAMESPACE}.svc.cluster.local:{API_PORT}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_in_cluster_url_names_the_service_namespace_and_port() {
+        assert_eq!(
+            super::data_storage_url(),
+            "http://data-storage-service.kubernaut-system.svc.cluster.local:8080"
+        );
+    }
+}
