@@ -183,6 +183,13 @@ async fn send_until_answered(
                 );
                 None
             }
+            Err(SendError::Forbidden { reason }) => {
+                if outage.since.is_none() {
+                    tracing::error!(url = %shared.config.data_storage_url, reason, "DataStorage refuses this service's credentials (RBAC); events are kept and retried until the role binding is fixed");
+                }
+                outage.failed(shared, &format!("forbidden: {reason}"), batch.len());
+                None
+            }
             Err(SendError::Transient {
                 reason,
                 retry_after,

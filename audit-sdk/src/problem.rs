@@ -69,10 +69,18 @@ pub enum ProblemType {
     NotFound,
     /// The route exists but not for this method.
     MethodNotAllowed,
+    /// No usable credentials: missing, malformed, unknown or expired bearer token.
+    Unauthorized,
+    /// Authenticated, but the caller lacks the verb this route needs.
+    Forbidden,
     /// The service cannot serve now (database down, shutting down); retry later.
     ServiceUnavailable,
     /// An unexpected server fault.
     InternalError,
+    /// A signal's `X-Timestamp` is outside the accepted window (replayed or skewed clock).
+    StaleSignal,
+    /// Processing did not finish within the server's request timeout.
+    GatewayTimeout,
 }
 
 impl ProblemType {
@@ -87,8 +95,12 @@ impl ProblemType {
             Self::InvalidQuery => "invalid-query",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::ServiceUnavailable => "service-unavailable",
             Self::InternalError => "internal-error",
+            Self::StaleSignal => "stale-signal",
+            Self::GatewayTimeout => "gateway-timeout",
         }
     }
 
@@ -98,13 +110,17 @@ impl ProblemType {
             Self::MalformedJson
             | Self::ValidationError
             | Self::BatchTooLarge
-            | Self::InvalidQuery => 400,
+            | Self::InvalidQuery
+            | Self::StaleSignal => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::InternalError => 500,
             Self::ServiceUnavailable => 503,
+            Self::GatewayTimeout => 504,
         }
     }
 
@@ -119,8 +135,12 @@ impl ProblemType {
             Self::InvalidQuery => "Invalid query parameter",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
             Self::ServiceUnavailable => "Service unavailable",
             Self::InternalError => "Internal server error",
+            Self::StaleSignal => "Stale signal",
+            Self::GatewayTimeout => "Gateway timeout",
         }
     }
 

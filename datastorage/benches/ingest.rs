@@ -10,7 +10,8 @@
 //! 3. `direct`: the same rows inserted with a prepared rusqlite statement in one
 //!    transaction per batch, with precomputed hashes (the floor SQLite sets).
 //!
-//! Ratios are reported against `direct`.
+//! Ratios are reported against `direct`. `http+auth` repeats `http` with
+//! static-token authentication on, to show what the auth check costs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,7 +49,15 @@ fn generate(total: usize, correlations: usize) -> Vec<AuditEvent> {
         .collect()
 }
 
-async fn bench_http(events: &[AuditEvent], batch: usize, clients: usize) -> Duration {
+/// A static token for the `http+auth` measurement.
+const BENCH_TOKEN: &str = "bench-writer-token-0123456789";
+
+async fn bench_http(
+    events: &[AuditEvent],
+    batch: usize,
+    clients: usize,
+    with_auth: bool,
+) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.host = [127, 0, 0, 1].into();
@@ -58,6 +67,18 @@ async fn bench_http(events: &[AuditEvent], batch: usize, clients: usize) -> Dura
     config.server.shutdown_delay = Duration::ZERO;
     config.log.level = "warn".into();
     config.store.sqlite.path = dir.path().join("audit.db");
+    if with_auth {
+        let tokens = dir.path().join("tokens.yaml");
+        std::fs::write(
+            &tokens,
+            format!("{BENCH_TOKEN}: {{subject: bench, verbs: [create]}}\n"),
+        )
+        .unwrap();
+        config.auth.mode = auth::AuthMode::Static;
+        config.auth.tokens_file = Some(tokens);
+    } else {
+        config.auth.mode = auth::AuthMode::Disabled;
+    }
     let app = Application::build(config).await.unwrap();
     let url = format!("http://{}/api/v1/audit/events/batch", app.api_addr());
     let stop = CancellationToken::new();
@@ -76,8 +97,11 @@ async fn bench_http(events: &[AuditEvent], batch: usize, clients: usize) -> Dura
             let (bodies, client, url) = (bodies.clone(), client.clone(), url.clone());
             tokio::spawn(async move {
                 for body in bodies.iter().skip(w).step_by(clients) {
-                    let resp = client
-                        .post(&url)
+                    let mut request = client.post(&url);
+                    if with_auth {
+                        request = request.bearer_auth(BENCH_TOKEN);
+                    }
+                    let resp = request
                         .header("content-type", "application/json")
                         .body(body.clone())
                         .send()
@@ -159,25 +183,41 @@ fn main() {
 
     // Warm-up (page cache, allocator, connection pool), not reported.
     let warm = &events[..events.len().min(batch * 5)];
-    runtime.block_on(bench_http(warm, batch, clients));
+    runtime.block_on(bench_http(warm, batch, clients, false));
 
-    let http = runtime.block_on(bench_http(&events, batch, clients));
+    // Auth off and on alternate so drift of the machine affects both alike.
+    let mut http = Duration::ZERO;
+    let mut http_auth = Duration::ZERO;
+    for _ in 0..2 {
+        http += runtime.block_on(bench_http(&events, batch, clients, false));
+        http_auth += runtime.block_on(bench_http(&events, batch, clients, true));
+    }
+    let (http, http_auth) = (http / 2, http_auth / 2);
     let store = runtime.block_on(bench_store(&events, batch));
     let direct = bench_direct(&events, batch);
 
     let base = rate(total, direct);
     println!("datastorage ingest: {total} events, batches of {batch}, {clients} HTTP clients");
     println!(
-        "{:<8} {:>12} {:>14} {:>14}",
+        "{:<10} {:>12} {:>14} {:>14}",
         "path", "seconds", "events/s", "ratio/direct"
     );
-    for (name, d) in [("http", http), ("store", store), ("direct", direct)] {
+    for (name, d) in [
+        ("http", http),
+        ("http+auth", http_auth),
+        ("store", store),
+        ("direct", direct),
+    ] {
         println!(
-            "{:<8} {:>12.3} {:>14.0} {:>14.2}",
+            "{:<10} {:>12.3} {:>14.0} {:>14.2}",
             name,
             d.as_secs_f64(),
             rate(total, d),
             rate(total, d) / base
         );
     }
+    println!(
+        "static auth costs {:+.1}% of HTTP ingest throughput",
+        (rate(total, http_auth) / rate(total, http) - 1.0) * 100.0
+    );
 }

@@ -34,6 +34,8 @@ pub struct Config {
     pub chain: ChainConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Who may call the API (see the `auth` crate).
+    pub auth: auth::AuthConfig,
 }
 
 /// Listeners and shutdown timing.

@@ -39,7 +39,11 @@ impl Application {
             None => ChainHasher::sha256(),
         };
         let store = open_store(&config, hasher.clone()).await?;
+        let auth = auth::Auth::new(&config.auth, audit_sdk::names::DATA_STORAGE_SERVICE)
+            .await
+            .context("configuring auth")?;
         let state = AppState {
+            auth,
             store,
             limits: config.limits.clone(),
             hasher,

@@ -72,9 +72,9 @@ fn classify(status: &tonic::Status) -> SendError {
     let reason = format!("{:?}: {}", status.code(), status.message());
     match status.code() {
         Code::Unauthenticated => SendError::Unauthorized { reason },
+        Code::PermissionDenied => SendError::Forbidden { reason },
         Code::InvalidArgument
         | Code::FailedPrecondition
-        | Code::PermissionDenied
         | Code::NotFound
         | Code::AlreadyExists
         | Code::OutOfRange
@@ -94,7 +94,6 @@ fn classify(status: &tonic::Status) -> SendError {
 
 fn http_equivalent(code: Code) -> u16 {
     match code {
-        Code::PermissionDenied => 403,
         Code::NotFound => 404,
         Code::AlreadyExists => 409,
         Code::Unimplemented => 501,

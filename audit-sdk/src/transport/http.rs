@@ -87,6 +87,8 @@ impl Transport for HttpTransport {
                 }
             } else if status == StatusCode::UNAUTHORIZED {
                 SendError::Unauthorized { reason }
+            } else if status == StatusCode::FORBIDDEN {
+                SendError::Forbidden { reason }
             } else {
                 SendError::Permanent {
                     status: status.as_u16(),

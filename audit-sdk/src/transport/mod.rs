@@ -41,6 +41,14 @@ pub enum SendError {
         /// What happened, for logs.
         reason: String,
     },
+    /// 403: the caller lacks the RBAC verb. A deployment mistake, not a property
+    /// of the events: retried (with an ERROR naming what is missing) instead of
+    /// bisecting every event of the batch into the rejected file.
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// The server's explanation (names the verb and resource needed).
+        reason: String,
+    },
     /// Another 4xx: this batch will never be accepted as it is.
     #[error("rejected ({status}): {reason}")]
     Permanent {

@@ -13,7 +13,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::problem::ApiError;
 use super::AppState;
-use crate::domain::ingest::prepare_batch;
+use crate::domain::ingest::{attribute_actor, prepare_batch};
 
 /// The gRPC ingest service.
 #[derive(Debug, Clone)]
@@ -27,14 +27,16 @@ impl v1::audit_ingest_server::AuditIngest for IngestService {
         &self,
         request: Request<v1::StoreBatchRequest>,
     ) -> Result<Response<v1::StoreBatchResponse>, Status> {
+        let caller = request.extensions().get::<auth::Identity>().cloned();
         let values = request
             .into_inner()
             .events
             .into_iter()
             .map(proto::to_json)
             .collect();
-        let events = prepare_batch(values, self.state.limits.max_batch_size, Utc::now())
+        let mut events = prepare_batch(values, self.state.limits.max_batch_size, Utc::now())
             .map_err(|e| status(ApiError::from(e)))?;
+        attribute_actor(&mut events, caller.as_ref());
         let answer = super::ingest::store(&self.state, events)
             .await
             .map_err(status)?;

@@ -4,15 +4,17 @@ use std::time::Instant;
 
 use audit_sdk::api::BatchResponse;
 use audit_sdk::{AuditEvent, Problem};
+use auth::Identity;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use chrono::Utc;
 use serde_json::Value;
 
 use super::body::JsonBody;
 use super::problem::ApiError;
 use super::AppState;
-use crate::domain::ingest::{prepare_batch, prepare_one};
+use crate::domain::ingest::{attribute_actor, prepare_batch, prepare_one};
 use crate::telemetry::names;
 
 /// Stores a batch of events, all or nothing, idempotent on `event_id`.
@@ -31,9 +33,11 @@ use crate::telemetry::names;
 )]
 pub async fn post_batch(
     State(state): State<AppState>,
+    caller: Option<Extension<Identity>>,
     JsonBody(values): JsonBody<Vec<Value>>,
 ) -> Result<(StatusCode, axum::Json<BatchResponse>), ApiError> {
-    let events = prepare_batch(values, state.limits.max_batch_size, Utc::now())?;
+    let mut events = prepare_batch(values, state.limits.max_batch_size, Utc::now())?;
+    attribute_actor(&mut events, caller.as_deref());
     Ok((
         StatusCode::CREATED,
         axum::Json(store(&state, events).await?),
@@ -55,10 +59,12 @@ pub async fn post_batch(
 )]
 pub async fn post_event(
     State(state): State<AppState>,
+    caller: Option<Extension<Identity>>,
     JsonBody(value): JsonBody<Value>,
 ) -> Result<(StatusCode, axum::Json<BatchResponse>), ApiError> {
-    let event = prepare_one(value, Utc::now())?;
-    let answer = store(&state, vec![event]).await?;
+    let mut events = vec![prepare_one(value, Utc::now())?];
+    attribute_actor(&mut events, caller.as_deref());
+    let answer = store(&state, events).await?;
     let status = if answer.created == 1 {
         StatusCode::CREATED
     } else {

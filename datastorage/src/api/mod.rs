@@ -13,6 +13,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use auth::{Auth, Verb};
+
 use crate::config::LimitsConfig;
 use crate::domain::chain::ChainHasher;
 use crate::readiness::Readiness;
@@ -41,23 +43,41 @@ pub struct AppState {
     pub hasher: ChainHasher,
     /// Lifecycle phase, for `/readyz`.
     pub readiness: Readiness,
+    /// Authentication and verb checks of the API routes.
+    pub auth: Auth,
 }
 
 /// The API listener's routes (port 8080).
+///
+/// Each route names the verb it needs on the `data-storage-service` Service:
+/// writes `create`, queries `list`, reads of one event and chain verification
+/// `get`. `/readyz` and the OpenAPI document are open.
 pub fn api_router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
+    let auth = state.auth.clone();
     Router::new()
         .route(
             api::EVENTS_PATH,
-            post(ingest::post_event).get(query::list_events),
+            post(ingest::post_event)
+                .route_layer(auth.require(Verb::Create))
+                .merge(get(query::list_events).route_layer(auth.require(Verb::List))),
         )
-        .route(api::BATCH_PATH, post(ingest::post_batch))
-        .route("/api/v1/audit/events/{event_id}", get(query::get_event))
-        .route(api::VERIFY_CHAIN_PATH, post(verify::verify_chain))
+        .route(
+            api::BATCH_PATH,
+            post(ingest::post_batch).route_layer(auth.require(Verb::Create)),
+        )
+        .route(
+            "/api/v1/audit/events/{event_id}",
+            get(query::get_event).route_layer(auth.require(Verb::Get)),
+        )
+        .route(
+            api::VERIFY_CHAIN_PATH,
+            post(verify::verify_chain).route_layer(auth.require(Verb::Get)),
+        )
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route(api::READYZ_PATH, get(health::readyz))
         .with_state(state.clone())
-        .merge(grpc::routes(state))
+        .merge(grpc::routes(state).route_layer(auth.require(Verb::Create)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -57,6 +57,23 @@ pub fn prepare_batch(
     }
 }
 
+/// Actor type recorded for events sent by an authenticated person.
+pub const USER_ACTOR_TYPE: &str = "user";
+
+/// When a person (not a ServiceAccount) sent the events, records them as the
+/// actor: what a human claims in the body must not hide who they are.
+/// Workloads act on behalf of others (the gateway audits alerts), so their
+/// events keep the actor they state.
+pub fn attribute_actor(events: &mut [AuditEvent], caller: Option<&auth::Identity>) {
+    let Some(caller) = caller.filter(|c| !c.is_service_account()) else {
+        return;
+    };
+    for event in events {
+        event.actor_type = USER_ACTOR_TYPE.to_owned();
+        event.actor_id = caller.subject.clone();
+    }
+}
+
 /// Validates a single event (no index in its problems).
 pub fn prepare_one(value: Value, now: DateTime<Utc>) -> Result<AuditEvent, IngestError> {
     let mut event = AuditEvent::from_json(value, now).map_err(|e| IngestError::Invalid(e.0))?;
