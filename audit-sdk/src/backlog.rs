@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::io;
 
 use crate::event::AuditEvent;
-use crate::spool::Spool;
+use crate::spool::{Position, Spool};
 
 /// The FIFO of undelivered events.
 #[derive(Debug)]
@@ -45,22 +45,27 @@ impl Backlog {
         }
     }
 
-    /// Takes up to `max` events from the front for delivery.
-    pub fn take(&mut self, max: usize) -> io::Result<Vec<AuditEvent>> {
+    /// Takes up to `max` events from the front for delivery, with the mark to
+    /// acknowledge them by.
+    pub fn take(&mut self, max: usize) -> io::Result<(Vec<AuditEvent>, Option<Position>)> {
         match self {
             Self::Memory(q) => {
                 let n = q.len().min(max);
-                Ok(q.drain(..n).collect())
+                Ok((q.drain(..n).collect(), None))
             }
-            Self::Spool(s) => s.read_batch(max),
+            Self::Spool(s) => {
+                let batch = s.read_batch(max)?;
+                Ok((batch, Some(s.read_position())))
+            }
         }
     }
 
-    /// Marks the last taken `count` events as resolved (delivered or set aside).
-    pub fn ack(&mut self, count: u64) -> io::Result<()> {
-        match self {
-            Self::Memory(_) => Ok(()),
-            Self::Spool(s) => s.ack(count),
+    /// Marks a taken batch of `count` events, ending at `mark`, as resolved
+    /// (delivered or set aside). Batches are acknowledged in the order taken.
+    pub fn ack(&mut self, mark: Option<Position>, count: u64) -> io::Result<()> {
+        match (self, mark) {
+            (Self::Spool(s), Some(to)) => s.ack_to(to, count),
+            _ => Ok(()),
         }
     }
 

@@ -46,6 +46,9 @@ pub struct AuditConfig {
     pub transport: TransportKind,
     /// Events per delivery batch.
     pub batch_size: usize,
+    /// Batches sent concurrently. Two keep DataStorage busy parsing one batch
+    /// while it stores the other; acknowledgements still happen in order.
+    pub max_in_flight: usize,
     /// Longest time an event waits for its batch to fill.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
@@ -100,6 +103,7 @@ impl Default for AuditConfig {
             data_storage_url: "http://localhost:8080".into(),
             transport: TransportKind::Http,
             batch_size: 500,
+            max_in_flight: 2,
             flush_interval: Duration::from_secs(1),
             buffer_capacity: 100_000,
             spool_dir: None,
@@ -153,8 +157,8 @@ impl AuditConfig {
                 self.data_storage_url
             ));
         }
-        if self.batch_size == 0 || self.buffer_capacity == 0 {
-            return Err("batch_size and buffer_capacity must be at least 1".into());
+        if self.batch_size == 0 || self.buffer_capacity == 0 || self.max_in_flight == 0 {
+            return Err("batch_size, max_in_flight and buffer_capacity must be at least 1".into());
         }
         if self.spool_dir.is_some() && self.spool_segment_bytes > self.spool_max_bytes {
             return Err("spool_segment_bytes must not exceed spool_max_bytes".into());

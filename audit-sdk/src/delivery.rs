@@ -6,16 +6,26 @@
 //! and jitter for as long as it lasts, while the events wait in memory or in the
 //! spool. A permanent refusal (another 4xx) is bisected so that only the events
 //! the server refuses on their own are set aside; their neighbours are delivered.
+//! A 403 is a missing RBAC binding, not a bad event: it is retried too, with an
+//! ERROR that says so.
+//!
+//! Up to `max_in_flight` batches travel at once (DataStorage parses one while it
+//! stores another); they are acknowledged strictly in the order they were
+//! taken, so `flush()` and the spool cursor only ever move over a prefix of
+//! delivered events.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::task::JoinHandle;
 
 use crate::event::AuditEvent;
 use crate::metrics as m;
 use crate::shared::Shared;
+use crate::spool::Position;
 use crate::transport::{Ack, SendError};
 
 /// A batch delivery was interrupted by shutdown.
@@ -24,85 +34,128 @@ struct Cancelled;
 /// How often a still-failing delivery is summarised in the log.
 const STILL_FAILING_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// A batch on its way, in the order it was taken.
+struct InFlight {
+    task: JoinHandle<Result<(), Cancelled>>,
+    count: u64,
+    mark: Option<Position>,
+    started: Instant,
+}
+
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut outage = Outage::default();
+    let outage = Arc::new(Mutex::new(Outage::default()));
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
-        let available = shared.backlog().available();
-        if available == 0 {
+        // Start batches while there is room and work.
+        while in_flight.len() < shared.config.max_in_flight {
+            let available = shared.backlog().available();
+            if available == 0 {
+                break;
+            }
+            if available < shared.config.batch_size as u64 {
+                if !in_flight.is_empty() {
+                    break; // send partial batches only when nothing else is on its way
+                }
+                // Let the batch fill, unless a flush or a full batch says otherwise.
+                tokio::select! {
+                    () = tokio::time::sleep(shared.config.flush_interval) => {}
+                    () = shared.urgent.notified() => {}
+                    () = shared.stop.cancelled() => return,
+                }
+            }
+            match take(&shared).await {
+                Ok(Some((batch, mark))) => {
+                    let count = batch.len() as u64;
+                    let task = tokio::spawn(deliver(shared.clone(), batch, outage.clone()));
+                    in_flight.push_back(InFlight {
+                        task,
+                        count,
+                        mark,
+                        started: Instant::now(),
+                    });
+                }
+                Ok(None) => break,
+                Err(()) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => break,
+                        () = shared.stop.cancelled() => return,
+                    }
+                }
+            }
+        }
+        let Some(oldest) = in_flight.pop_front() else {
             tokio::select! {
                 () = shared.work.notified() => continue,
                 () = shared.stop.cancelled() => return,
             }
-        }
-        if available < shared.config.batch_size as u64 {
-            // Let the batch fill, unless a flush or a full batch says otherwise.
-            tokio::select! {
-                () = tokio::time::sleep(shared.config.flush_interval) => {}
-                () = shared.urgent.notified() => {}
-                () = shared.stop.cancelled() => return,
-            }
-        }
-        let batch_size = shared.config.batch_size;
-        let worker = shared.clone();
-        let taken = tokio::task::spawn_blocking(move || worker.backlog().take(batch_size)).await;
-        let batch = match taken {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the audit spool");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = shared.stop.cancelled() => return,
-                }
-            }
-            Err(_) => return,
         };
-        if batch.is_empty() {
-            continue;
-        }
-        let count = batch.len() as u64;
-        let started = Instant::now();
-        if deliver(&shared, batch, &mut outage).await.is_err() {
+        // Deliveries stop themselves on shutdown; their result says so.
+        if !matches!(oldest.task.await, Ok(Ok(()))) {
+            for rest in in_flight {
+                let _ = rest.task.await;
+            }
             return;
         }
-        metrics::histogram!(m::DELIVERY_LATENCY).record(started.elapsed().as_secs_f64());
-        let worker = shared.clone();
-        let acked = tokio::task::spawn_blocking(move || {
-            let mut backlog = worker.backlog();
-            let result = backlog.ack(count);
-            (result, backlog.spool().map(|s| s.bytes()))
-        })
-        .await;
-        if let Ok((result, bytes)) = acked {
-            if let Err(e) = result {
-                // Delivered anyway; a restart would resend them (deduplicated).
-                tracing::warn!(error = %e, "cannot persist the audit spool cursor");
-            }
-            if let Some(bytes) = bytes {
-                metrics::gauge!(m::SPOOL_BYTES).set(bytes as f64);
-            }
-        }
-        if shared.config.spool_dir.is_none() {
-            shared
-                .in_memory
-                .fetch_sub(count as usize, Ordering::Relaxed);
-        }
-        shared.update_gauges();
-        shared.resolved.send_modify(|r| *r += count);
-        shared.space.notify_one();
+        metrics::histogram!(m::DELIVERY_LATENCY).record(oldest.started.elapsed().as_secs_f64());
+        resolve(&shared, oldest.mark, oldest.count).await;
     }
+}
+
+/// Takes the next batch on the blocking pool (spool reads are file I/O).
+async fn take(shared: &Arc<Shared>) -> Result<Option<(Vec<AuditEvent>, Option<Position>)>, ()> {
+    let worker = shared.clone();
+    let batch_size = shared.config.batch_size;
+    match tokio::task::spawn_blocking(move || worker.backlog().take(batch_size)).await {
+        Ok(Ok((batch, _))) if batch.is_empty() => Ok(None),
+        Ok(Ok(taken)) => Ok(Some(taken)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read the audit spool");
+            Err(())
+        }
+        Err(_) => Err(()),
+    }
+}
+
+/// Records that a batch is resolved: spool cursor, memory bound, flush waiters.
+async fn resolve(shared: &Arc<Shared>, mark: Option<Position>, count: u64) {
+    let worker = shared.clone();
+    let acked = tokio::task::spawn_blocking(move || {
+        let mut backlog = worker.backlog();
+        let result = backlog.ack(mark, count);
+        (result, backlog.spool().map(|s| s.bytes()))
+    })
+    .await;
+    if let Ok((result, bytes)) = acked {
+        if let Err(e) = result {
+            // Delivered anyway; a restart would resend them (deduplicated).
+            tracing::warn!(error = %e, "cannot persist the audit spool cursor");
+        }
+        if let Some(bytes) = bytes {
+            metrics::gauge!(m::SPOOL_BYTES).set(bytes as f64);
+        }
+    }
+    if shared.config.spool_dir.is_none() {
+        shared
+            .in_memory
+            .fetch_sub(count as usize, Ordering::Relaxed);
+    }
+    shared.update_gauges();
+    shared.resolved.send_modify(|r| *r += count);
+    shared.space.notify_one();
 }
 
 /// Delivers `events`, bisecting on permanent refusal; every event ends up
 /// delivered or set aside unless shutdown interrupts.
 async fn deliver(
-    shared: &Arc<Shared>,
+    shared: Arc<Shared>,
     events: Vec<AuditEvent>,
-    outage: &mut Outage,
+    outage: Arc<Mutex<Outage>>,
 ) -> Result<(), Cancelled> {
+    let shared = &shared;
     // An explicit stack instead of recursion: halves are processed in order.
     let mut stack = vec![events];
     while let Some(batch) = stack.pop() {
-        match send_until_answered(shared, &batch, outage).await? {
+        match send_until_answered(shared, &batch, &outage).await? {
             Ok(ack) => {
                 let n = batch.len() as u64;
                 shared.delivered.fetch_add(n, Ordering::Relaxed);
@@ -135,7 +188,7 @@ async fn deliver(
 async fn send_until_answered(
     shared: &Arc<Shared>,
     batch: &[AuditEvent],
-    outage: &mut Outage,
+    outage: &Mutex<Outage>,
 ) -> Result<Result<Ack, (u16, String)>, Cancelled> {
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(shared.config.retry_min_delay)
@@ -152,7 +205,7 @@ async fn send_until_answered(
         };
         let retry_after = match attempt {
             Ok(ack) => {
-                outage.recovered(shared);
+                lock(outage).recovered(shared);
                 return Ok(Ok(ack));
             }
             Err(SendError::Permanent {
@@ -160,7 +213,7 @@ async fn send_until_answered(
                 reason,
                 problem,
             }) => {
-                outage.recovered(shared);
+                lock(outage).recovered(shared);
                 let detail = problem
                     .map(|p| {
                         let fields: Vec<String> =
@@ -176,7 +229,7 @@ async fn send_until_answered(
             }
             Err(SendError::Unauthorized { reason }) => {
                 shared.tokens.invalidate();
-                outage.failed(
+                lock(outage).failed(
                     shared,
                     &format!("unauthorized ({reason}); re-reading the token"),
                     batch.len(),
@@ -184,17 +237,17 @@ async fn send_until_answered(
                 None
             }
             Err(SendError::Forbidden { reason }) => {
-                if outage.since.is_none() {
+                if lock(outage).since.is_none() {
                     tracing::error!(url = %shared.config.data_storage_url, reason, "DataStorage refuses this service's credentials (RBAC); events are kept and retried until the role binding is fixed");
                 }
-                outage.failed(shared, &format!("forbidden: {reason}"), batch.len());
+                lock(outage).failed(shared, &format!("forbidden: {reason}"), batch.len());
                 None
             }
             Err(SendError::Transient {
                 reason,
                 retry_after,
             }) => {
-                outage.failed(shared, &reason, batch.len());
+                lock(outage).failed(shared, &reason, batch.len());
                 retry_after
             }
         };
@@ -206,6 +259,10 @@ async fn send_until_answered(
             () = shared.stop.cancelled() => return Err(Cancelled),
         }
     }
+}
+
+fn lock(outage: &Mutex<Outage>) -> MutexGuard<'_, Outage> {
+    outage.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn set_aside(shared: &Arc<Shared>, event: &AuditEvent, status: u16, reason: &str) {

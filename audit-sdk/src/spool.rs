@@ -29,9 +29,9 @@ const CURSOR_FILE: &str = "cursor";
 /// Name of the file poison events are set aside in.
 pub const REJECTED_FILE: &str = "rejected.jsonl";
 
-/// A position in the spool.
+/// A position in the spool: where a read batch ends, for acknowledging it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-struct Position {
+pub struct Position {
     segment: u64,
     offset: u64,
 }
@@ -322,11 +322,22 @@ impl Spool {
         Ok(reader)
     }
 
-    /// Acknowledges `count` events: everything read so far is delivered (or set
-    /// aside). Persists the cursor and deletes fully delivered segments.
+    /// Where the last read ended.
+    pub fn read_position(&self) -> Position {
+        self.read
+    }
+
+    /// Acknowledges everything read so far (`count` events).
     pub fn ack(&mut self, count: u64) -> io::Result<()> {
+        self.ack_to(self.read, count)
+    }
+
+    /// Acknowledges the `count` events that end at `to` (batches are
+    /// acknowledged in the order they were read). Persists the cursor and
+    /// deletes fully delivered segments.
+    pub fn ack_to(&mut self, to: Position, count: u64) -> io::Result<()> {
         self.pending = self.pending.saturating_sub(count);
-        self.acked = self.read;
+        self.acked = to;
         write_cursor(
             &self.opts.dir,
             self.acked,
@@ -509,6 +520,25 @@ mod tests {
         assert_eq!(rest, written[20..]);
         spool.ack(30).unwrap();
         assert_eq!(spool.pending(), 0);
+    }
+
+    #[test]
+    fn acknowledging_the_first_of_two_read_batches_keeps_the_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = events(10);
+        {
+            let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+            spool.append(&written).unwrap();
+            assert_eq!(spool.read_batch(4).unwrap(), written[..4]);
+            let first = spool.read_position();
+            assert_eq!(spool.read_batch(4).unwrap(), written[4..8]);
+            // Two batches in flight; only the first is acknowledged before a crash.
+            spool.ack_to(first, 4).unwrap();
+            assert_eq!(spool.pending(), 6);
+        }
+        let (mut spool, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert_eq!(rec.pending, 6);
+        assert_eq!(spool.read_batch(10).unwrap(), written[4..]);
     }
 
     #[test]
