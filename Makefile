@@ -1,16 +1,46 @@
 # Entry points of the workspace. `make help` lists them.
 CARGO ?= cargo
+DOCKER ?= docker
 
-.PHONY: help run test lint fmt bench build
+# Image names and tag, shared with deploy/overlays/kind (checked by `e2e preflight`).
+include deploy/images.env
+
+.PHONY: help run test lint fmt bench build images preflight
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## Build every binary
 	$(CARGO) build --workspace --bins
 
-run: ## Build and start DataStorage on the embedded SQLite store (./data/audit.db, ports 8080/8081/9090)
-	$(CARGO) run -p datastorage -- serve
+# The Gateway's ports in `make run`, next to DataStorage's 8080/8081/9090.
+GATEWAY_API_PORT ?= 8180
+GATEWAY_HEALTH_PORT ?= 8181
+GATEWAY_METRICS_PORT ?= 9190
+
+run: ## Start the local stack: DataStorage (SQLite ./data/audit.db; 8080/8081/9090) + Gateway (memory backend; 8180/8181/9190). Ctrl-C stops both
+	$(CARGO) build -p datastorage -p gateway
+	@trap 'kill $$ds $$gw 2>/dev/null' INT TERM; \
+	$(CARGO) run -q -p datastorage -- serve & ds=$$!; \
+	GATEWAY_SERVER__API_PORT=$(GATEWAY_API_PORT) \
+	GATEWAY_SERVER__HEALTH_PORT=$(GATEWAY_HEALTH_PORT) \
+	GATEWAY_SERVER__METRICS_PORT=$(GATEWAY_METRICS_PORT) \
+	GATEWAY_SERVER__SHUTDOWN_DELAY=1s \
+	GATEWAY_REMEDIATION__BACKEND=memory \
+	GATEWAY_AUDIT__DATA_STORAGE_URL=http://localhost:8080 \
+	$(CARGO) run -q -p gateway -- serve & gw=$$!; \
+	while kill -0 $$ds 2>/dev/null && kill -0 $$gw 2>/dev/null; do sleep 1; done; \
+	kill $$ds $$gw 2>/dev/null; wait $$ds; ds_rc=$$?; wait $$gw; gw_rc=$$?; \
+	echo "local stack stopped (datastorage exit $$ds_rc, gateway exit $$gw_rc)"; \
+	[ $$ds_rc -eq 0 ] && [ $$gw_rc -eq 0 ]
+
+images: ## Build the datastorage and gateway images (needs a Docker engine)
+	@command -v $(DOCKER) >/dev/null || { echo "images: '$(DOCKER)' not found; building images needs a Docker engine"; exit 1; }
+	$(DOCKER) build -f deploy/docker/Dockerfile --build-arg BIN=datastorage -t $(DATASTORAGE_IMAGE):$(IMAGE_TAG) .
+	$(DOCKER) build -f deploy/docker/Dockerfile --build-arg BIN=gateway -t $(GATEWAY_IMAGE):$(IMAGE_TAG) .
+
+preflight: ## Check the Kind overlay's manifests (Service URLs, host paths, RBAC, probes, images, ports)
+	$(CARGO) run -q -p e2e -- preflight --overlay deploy/overlays/kind
 
 test: ## Run every test of the workspace (unit, integration, process restarts)
 	$(CARGO) test --workspace
@@ -25,3 +55,4 @@ fmt: ## Format the code
 bench: ## Run the benchmarks (release build; not part of `make test`)
 	$(CARGO) bench -p datastorage --bench ingest
 	$(CARGO) bench -p audit-sdk --bench sdk
+	$(CARGO) bench -p gateway --bench load

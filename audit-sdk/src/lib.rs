@@ -39,6 +39,7 @@ mod intake;
 pub mod limits;
 pub mod metrics;
 pub mod names;
+pub mod payload;
 pub mod preflight;
 pub mod problem;
 pub mod proto;

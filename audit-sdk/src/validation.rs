@@ -425,6 +425,7 @@ fn event_data_rules(e: &AuditEvent, errors: &mut Vec<FieldError>) {
             ),
         )),
     }
+    errors.extend(crate::payload::check(&e.event_type, &e.event_data));
 }
 
 /// Nesting depth of an object (itself depth 1) and an upper bound of its

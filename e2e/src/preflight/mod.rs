@@ -1,0 +1,157 @@
+//! Preflight checks of rendered manifests: the reference platform's
+//! deployment failures, caught before a cluster exists.
+//!
+//! `e2e preflight` renders `deploy/overlays/kind` with `kubectl kustomize`,
+//! parses every object with `k8s-openapi` types and runs each check; each
+//! finding names the object, the field and the fix.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod configs;
+mod host_paths;
+mod images;
+mod node_ports;
+pub mod objects;
+mod probes;
+mod rbac;
+mod urls;
+
+pub use images::ImageRefs;
+pub use objects::Objects;
+
+/// Which check found a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Check {
+    /// A URL into the cluster names a Service or port that does not exist.
+    ServiceUrl,
+    /// A host path or `KUBECONFIG` reaches into a Pod.
+    HostPath,
+    /// A DataStorage caller lacks the RBAC verbs it needs.
+    Rbac,
+    /// A probe is missing or targets an undeclared port.
+    Probes,
+    /// An image is not what `make images` builds.
+    Image,
+    /// A NodePort has no Kind port mapping.
+    NodePort,
+    /// A service's ConfigMap holds a configuration it would refuse.
+    Config,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ServiceUrl => "service-url",
+            Self::HostPath => "host-path",
+            Self::Rbac => "rbac",
+            Self::Probes => "probes",
+            Self::Image => "image",
+            Self::NodePort => "node-port",
+            Self::Config => "config",
+        })
+    }
+}
+
+/// One problem, precise enough to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub check: Check,
+    /// `ConfigMap kubernaut-system/gateway-config`.
+    pub object: String,
+    /// `data[config.yaml]`, `spec.template.spec.containers[gateway].env[KUBECONFIG]`, …
+    pub field: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{}] {} {}: {}\n    fix: {}",
+            self.check, self.object, self.field, self.problem, self.fix
+        )
+    }
+}
+
+/// What the checks compare the manifests with.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Images `make images` builds.
+    pub images: ImageRefs,
+    /// Host ports the Kind cluster maps to node ports (`None`: not checked).
+    pub kind_node_ports: Option<Vec<i32>>,
+    /// `hostPath` volumes allowed anyway.
+    pub host_path_allow: Vec<String>,
+}
+
+impl Context {
+    /// The repository's own context: `deploy/images.env`, `deploy/kind/cluster.yaml`.
+    pub fn from_repo(root: &Path) -> anyhow::Result<Self> {
+        let images = ImageRefs::load(&root.join("deploy/images.env"))?;
+        let kind_node_ports = Some(node_ports::load_kind_ports(
+            &root.join("deploy/kind/cluster.yaml"),
+        )?);
+        Ok(Self {
+            images,
+            kind_node_ports,
+            host_path_allow: Vec::new(),
+        })
+    }
+}
+
+/// Runs every check.
+pub fn check(objects: &Objects, context: &Context) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    findings.extend(urls::check(objects));
+    findings.extend(host_paths::check(objects, &context.host_path_allow));
+    findings.extend(rbac::check(objects));
+    findings.extend(probes::check(objects));
+    findings.extend(images::check(objects, &context.images));
+    findings.extend(configs::check(objects));
+    if let Some(ports) = &context.kind_node_ports {
+        findings.extend(node_ports::check(objects, ports));
+    }
+    findings.sort_by(|a, b| (a.check, &a.object).cmp(&(b.check, &b.object)));
+    findings
+}
+
+/// Renders a kustomize directory with `kubectl kustomize` (works offline).
+pub fn render(dir: &Path) -> anyhow::Result<String> {
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "running kubectl kustomize {}: {e} (is kubectl installed?)",
+                dir.display()
+            )
+        })?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "kubectl kustomize {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// The workspace root (the directory holding `deploy/`), from this crate's location.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ lives in the workspace root")
+        .to_owned()
+}
+
+/// Renders `overlay`, parses it and runs every check with the repo's context.
+pub fn check_overlay(root: &Path, overlay: &Path) -> anyhow::Result<(Objects, Vec<Finding>)> {
+    let rendered = render(overlay)?;
+    let objects = Objects::parse(&rendered)?;
+    let findings = check(&objects, &Context::from_repo(root)?);
+    Ok((objects, findings))
+}

@@ -1,0 +1,77 @@
+//! Check 4: every Deployment container has readiness and liveness probes,
+//! aimed at ports it declares.
+//!
+//! Without a readiness probe, a Service sends traffic to a Pod before it can
+//! serve; the reference platform deployed callers before DataStorage was Ready.
+
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::objects::Objects;
+use super::{Check, Finding};
+
+pub fn check(objects: &Objects) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for w in objects
+        .workloads()
+        .into_iter()
+        .filter(|w| w.kind == "Deployment")
+    {
+        for c in &w.spec.containers {
+            let probes = [
+                ("readinessProbe", c.readiness_probe.as_ref()),
+                ("livenessProbe", c.liveness_probe.as_ref()),
+                ("startupProbe", c.startup_probe.as_ref()),
+            ];
+            for (field, probe) in probes {
+                let field_path = format!("containers[{}].{field}", c.name);
+                match probe {
+                    None if field != "startupProbe" => findings.push(Finding {
+                        check: Check::Probes,
+                        object: w.describe(),
+                        field: field_path,
+                        problem: "is missing".into(),
+                        fix: format!(
+                            "add an httpGet {field} on the health port (/readyz or /healthz)"
+                        ),
+                    }),
+                    None => {}
+                    Some(p) => {
+                        if let Some(port) = probe_port(p).filter(|port| !declares(c, port)) {
+                            findings.push(Finding {
+                                check: Check::Probes,
+                                object: w.describe(),
+                                field: field_path,
+                                problem: format!("targets port {} which the container does not declare", show(&port)),
+                                fix: "point the probe at a declared containerPort (by name or number)".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    findings
+}
+
+fn probe_port(p: &Probe) -> Option<IntOrString> {
+    p.http_get
+        .as_ref()
+        .map(|h| h.port.clone())
+        .or_else(|| p.tcp_socket.as_ref().map(|t| t.port.clone()))
+        .or_else(|| p.grpc.as_ref().map(|g| IntOrString::Int(g.port)))
+}
+
+fn declares(c: &Container, port: &IntOrString) -> bool {
+    c.ports.iter().flatten().any(|p| match port {
+        IntOrString::Int(n) => p.container_port == *n,
+        IntOrString::String(name) => p.name.as_deref() == Some(name.as_str()),
+    })
+}
+
+fn show(port: &IntOrString) -> String {
+    match port {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(s) => format!("\"{s}\""),
+    }
+}

@@ -1,0 +1,60 @@
+//! `/healthz` (the process is alive) and `/readyz` (send me signals).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::readiness::Phase;
+
+/// Longest time `/readyz` waits for the backend's answer.
+const BACKEND_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness: answers as long as the process can serve HTTP at all.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 only while serving, DataStorage answers (the SDK's probe) and
+/// the remediation backend answers (API server up, CRD installed).
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let phase = state.lifecycle.phase();
+    if phase != Phase::Ready {
+        let status = if phase == Phase::Starting {
+            "starting"
+        } else {
+            "shutting_down"
+        };
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": status })),
+        );
+    }
+    let data_storage = state.intake.audit().store().is_ready();
+    let backend = state.intake.backend();
+    let backend_check =
+        match tokio::time::timeout(BACKEND_CHECK_TIMEOUT, backend.check_ready()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer within {}s",
+                BACKEND_CHECK_TIMEOUT.as_secs()
+            )),
+        };
+    let ready = data_storage && backend_check.is_ok();
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "data_storage": if data_storage { "ok" } else { "unreachable" },
+        "backend": backend.name(),
+        "backend_status": match &backend_check { Ok(()) => "ok".to_owned(), Err(e) => e.clone() },
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}

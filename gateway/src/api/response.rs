@@ -1,0 +1,213 @@
+//! Answers to accepted signals: one signal → 201/202 with its result, several
+//! alerts → 207 with one result per alert and a summary.
+
+use std::future::Future;
+use std::time::Duration;
+
+use audit_sdk::problem::ProblemType;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::problem::ApiError;
+use crate::domain::intake::{Failure, Outcome};
+use crate::domain::signal::InvalidSignal;
+
+/// What became of one signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    /// A RemediationRequest was created.
+    Created,
+    /// An active RemediationRequest absorbed it.
+    Duplicate,
+    /// It is not a usable signal.
+    Rejected,
+    /// The backend failed.
+    Failed,
+}
+
+/// The result of one signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalResult {
+    /// Position in the webhook's `alerts` (207 answers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// What happened.
+    pub status: ResultStatus,
+    /// Fingerprint of the target (absent when the signal was rejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The RemediationRequest created or joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation_request: Option<String>,
+    /// Occurrences on that request, this one included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrence_count: Option<u64>,
+    /// Human explanation.
+    pub message: String,
+}
+
+/// Counts per status of a 207 answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Alerts in the webhook.
+    pub total: usize,
+    /// Created.
+    pub created: usize,
+    /// Duplicates.
+    pub duplicate: usize,
+    /// Rejected.
+    pub rejected: usize,
+    /// Failed.
+    pub failed: usize,
+}
+
+/// The 207 body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiStatus {
+    /// One result per alert, in order.
+    pub results: Vec<SignalResult>,
+    /// Counts.
+    pub summary: Summary,
+}
+
+impl SignalResult {
+    /// The result of a processed signal.
+    pub fn from_outcome(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Created { name, fingerprint } => Self {
+                index: None,
+                status: ResultStatus::Created,
+                fingerprint: Some(fingerprint.to_string()),
+                remediation_request: Some(name.clone()),
+                occurrence_count: Some(1),
+                message: format!("RemediationRequest {name} created"),
+            },
+            Outcome::Duplicate {
+                name,
+                fingerprint,
+                occurrence_count,
+            } => Self {
+                index: None,
+                status: ResultStatus::Duplicate,
+                fingerprint: Some(fingerprint.to_string()),
+                remediation_request: Some(name.clone()),
+                occurrence_count: Some(*occurrence_count),
+                message: format!(
+                    "duplicate of active RemediationRequest {name} (occurrence {occurrence_count})"
+                ),
+            },
+        }
+    }
+
+    fn rejected(e: &InvalidSignal) -> Self {
+        Self {
+            index: None,
+            status: ResultStatus::Rejected,
+            fingerprint: None,
+            remediation_request: None,
+            occurrence_count: None,
+            message: e.to_string(),
+        }
+    }
+
+    fn failed(f: &Failure) -> Self {
+        Self {
+            index: None,
+            status: ResultStatus::Failed,
+            fingerprint: Some(f.fingerprint.to_string()),
+            remediation_request: f.request.clone(),
+            occurrence_count: None,
+            message: f.error.to_string(),
+        }
+    }
+}
+
+/// What one signal came to, before it is turned into an answer.
+#[derive(Debug)]
+pub enum Processed {
+    /// Accepted and processed.
+    Done(Outcome),
+    /// Refused at parsing.
+    Rejected(InvalidSignal),
+    /// The backend failed.
+    Failed(Failure),
+}
+
+/// The answer for a request that carried exactly one signal.
+pub fn single(processed: Processed) -> Response {
+    match processed {
+        Processed::Done(outcome) => {
+            let status = match outcome {
+                Outcome::Created { .. } => StatusCode::CREATED,
+                Outcome::Duplicate { .. } => StatusCode::ACCEPTED,
+            };
+            (status, Json(SignalResult::from_outcome(&outcome))).into_response()
+        }
+        Processed::Rejected(e) => ApiError::from(e).into_response(),
+        Processed::Failed(f) => ApiError::from(f).into_response(),
+    }
+}
+
+/// The 207 answer for several alerts.
+pub fn multi(all: Vec<Processed>) -> Response {
+    let mut summary = Summary {
+        total: all.len(),
+        ..Summary::default()
+    };
+    let results = all
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = match p {
+                Processed::Done(o) => SignalResult::from_outcome(o),
+                Processed::Rejected(e) => SignalResult::rejected(e),
+                Processed::Failed(f) => SignalResult::failed(f),
+            };
+            match r.status {
+                ResultStatus::Created => summary.created += 1,
+                ResultStatus::Duplicate => summary.duplicate += 1,
+                ResultStatus::Rejected => summary.rejected += 1,
+                ResultStatus::Failed => summary.failed += 1,
+            }
+            r.index = Some(i);
+            r
+        })
+        .collect();
+    (
+        StatusCode::MULTI_STATUS,
+        Json(MultiStatus { results, summary }),
+    )
+        .into_response()
+}
+
+/// Runs `work` on its own task and waits at most `timeout` for it.
+///
+/// On timeout the answer is 504 but the work is not abandoned: it finishes in
+/// the background, so a RemediationRequest is never left half-made with its
+/// audit trail cut short; the sender's retry then finds it as a duplicate.
+pub async fn bounded<T: Send + 'static>(
+    timeout: Duration,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let task = tokio::spawn(work);
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "signal processing task failed");
+            Err(ApiError::new(
+                ProblemType::InternalError,
+                "signal processing failed; see Gateway logs",
+            ))
+        }
+        Err(_) => Err(ApiError::new(
+            ProblemType::GatewayTimeout,
+            format!(
+                "processing took longer than {}ms; it continues in the background, and a retry is answered as a duplicate",
+                timeout.as_millis()
+            ),
+        )),
+    }
+}

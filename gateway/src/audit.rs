@@ -1,0 +1,177 @@
+//! The Gateway's audit trail: the four event types, built in one place.
+//!
+//! Correlation id = RemediationRequest name, so one query by that name returns
+//! the whole story of a request. Recording never blocks and never fails the
+//! caller: an audit problem is logged and counted, and the HTTP answer stays
+//! what the remediation outcome says (the SDK's spool covers DataStorage outages).
+
+use audit_sdk::payload::{DeduplicationStatus, GatewayEventData};
+use audit_sdk::{AuditEvent, AuditStore, EventOutcome};
+use uuid::Uuid;
+
+use crate::domain::fingerprint::Fingerprint;
+use crate::domain::signal::{ResourceRef, Signal};
+use crate::telemetry::names;
+
+/// Event types, defined once for the code and the tests.
+pub mod event_types {
+    /// A signal that starts a new RemediationRequest.
+    pub const SIGNAL_RECEIVED: &str = "gateway.signal.received";
+    /// A signal absorbed by an active RemediationRequest.
+    pub const SIGNAL_DEDUPLICATED: &str = "gateway.signal.deduplicated";
+    /// A RemediationRequest was created.
+    pub const CRD_CREATED: &str = "gateway.crd.created";
+    /// A RemediationRequest could not be created.
+    pub const CRD_FAILED: &str = "gateway.crd.failed";
+}
+
+/// Category of every Gateway event.
+pub const CATEGORY: &str = "gateway";
+/// Resource type of events about a RemediationRequest.
+pub const RR_RESOURCE_TYPE: &str = "RemediationRequest";
+
+/// What the audit events of one signal share.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The signal.
+    pub signal: &'a Signal,
+    /// The resolved target.
+    pub target: &'a ResourceRef,
+    /// Its fingerprint.
+    pub fingerprint: &'a Fingerprint,
+    /// The RemediationRequest name (the correlation id).
+    pub request: &'a str,
+}
+
+/// Records the Gateway's events through the SDK.
+#[derive(Debug, Clone)]
+pub struct GatewayAudit {
+    store: AuditStore,
+}
+
+impl GatewayAudit {
+    /// Audits through `store`.
+    pub fn new(store: AuditStore) -> Self {
+        Self { store }
+    }
+
+    /// The underlying store (readiness, close).
+    pub fn store(&self) -> &AuditStore {
+        &self.store
+    }
+
+    /// `gateway.signal.received`: a signal that starts a new request.
+    pub fn received(&self, s: Subject<'_>) -> Option<Uuid> {
+        let data = payload(s, DeduplicationStatus::New, 1, None);
+        self.record(
+            base(event_types::SIGNAL_RECEIVED, "received", s, data)
+                .resource(s.target.kind.clone(), target_id(s.target)),
+        )
+    }
+
+    /// `gateway.crd.created`, child of the `received` event.
+    pub fn created(&self, s: Subject<'_>, parent: Option<Uuid>) -> Option<Uuid> {
+        let data = payload(s, DeduplicationStatus::New, 1, None);
+        let mut b = base(event_types::CRD_CREATED, "created", s, data);
+        if let Some(p) = parent {
+            b = b.parent(p);
+        }
+        self.record(b)
+    }
+
+    /// `gateway.crd.failed` with the backend's error code.
+    pub fn failed(
+        &self,
+        s: Subject<'_>,
+        parent: Option<Uuid>,
+        code: &str,
+        message: &str,
+    ) -> Option<Uuid> {
+        let data = payload(s, DeduplicationStatus::New, 0, Some(code));
+        let mut b = base(event_types::CRD_FAILED, "create", s, data)
+            .outcome(EventOutcome::Failure)
+            .error(code, truncate(message, 1000));
+        if let Some(p) = parent {
+            b = b.parent(p);
+        }
+        self.record(b)
+    }
+
+    /// `gateway.signal.deduplicated` with the request's new occurrence count.
+    pub fn deduplicated(&self, s: Subject<'_>, occurrence_count: u64) -> Option<Uuid> {
+        let data = payload(s, DeduplicationStatus::Duplicate, occurrence_count, None);
+        self.record(base(
+            event_types::SIGNAL_DEDUPLICATED,
+            "deduplicated",
+            s,
+            data,
+        ))
+    }
+
+    fn record(&self, builder: audit_sdk::AuditEventBuilder) -> Option<Uuid> {
+        let event: AuditEvent = builder.build();
+        let event_type = event.event_type.clone();
+        match self.store.record(event) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                metrics::counter!(names::AUDIT_FAILURES, "event_type" => event_type.clone())
+                    .increment(1);
+                tracing::error!(%event_type, error = %e, "audit event not recorded; the signal's answer is unchanged");
+                None
+            }
+        }
+    }
+}
+
+fn target_id(target: &ResourceRef) -> String {
+    match &target.namespace {
+        Some(ns) => format!("{ns}/{}", target.name),
+        None => target.name.clone(),
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+fn payload(
+    s: Subject<'_>,
+    status: DeduplicationStatus,
+    occurrence_count: u64,
+    error_code: Option<&str>,
+) -> GatewayEventData {
+    GatewayEventData {
+        signal_name: Some(s.signal.name.clone()),
+        fingerprint: Some(s.fingerprint.to_string()),
+        namespace: s.target.namespace.clone(),
+        severity: Some(s.signal.severity.clone()),
+        resource_kind: Some(s.target.kind.clone()),
+        resource_name: Some(s.target.name.clone()),
+        remediation_request: Some(s.request.to_owned()),
+        deduplication_status: Some(status),
+        occurrence_count: (occurrence_count > 0).then_some(occurrence_count),
+        signal_labels: Some(s.signal.labels.clone()),
+        signal_annotations: Some(s.signal.annotations.clone()),
+        signal_source: Some(s.signal.source.as_str().to_owned()),
+        error_code: error_code.map(str::to_owned),
+    }
+}
+
+fn base(
+    event_type: &str,
+    action: &str,
+    s: Subject<'_>,
+    data: GatewayEventData,
+) -> audit_sdk::AuditEventBuilder {
+    let mut b = AuditEvent::builder(event_type, s.request)
+        .category(CATEGORY)
+        .action(action)
+        .actor("service", audit_sdk::names::GATEWAY_SERVICE_ACCOUNT)
+        .resource(RR_RESOURCE_TYPE, s.request)
+        .severity(s.signal.severity.clone())
+        .data_object(data.to_map());
+    if let Some(ns) = &s.target.namespace {
+        b = b.namespace(ns.clone());
+    }
+    b
+}

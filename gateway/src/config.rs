@@ -1,0 +1,302 @@
+//! Typed configuration, layered: defaults → YAML file → `GATEWAY_*` environment.
+//!
+//! Every struct denies unknown keys, so a typo in a ConfigMap stops the Gateway at
+//! startup with the key's name instead of being silently ignored. The audit
+//! SDK's own configuration is embedded as `audit:`; its `data_storage_url`
+//! defaults to DataStorage's in-cluster URL, built from the same constants as
+//! the manifests ([`audit_sdk::names`]).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use audit_sdk::AuditConfig;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides (`GATEWAY_SERVER__API_PORT=8180`).
+pub const ENV_PREFIX: &str = "GATEWAY_";
+pub use audit_sdk::names::{
+    API_PORT as DEFAULT_API_PORT, HEALTH_PORT as DEFAULT_HEALTH_PORT,
+    METRICS_PORT as DEFAULT_METRICS_PORT,
+};
+
+/// Largest signal body accepted (AlertManager and Kubernetes events alike).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The whole configuration of a Gateway process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listeners, timeouts and shutdown timing.
+    pub server: ServerConfig,
+    /// Limits on incoming signals.
+    pub limits: LimitsConfig,
+    /// Name of this cluster; when set it prefixes every fingerprint
+    /// (`cluster:namespace:Kind:name`), so two clusters never deduplicate together.
+    pub cluster: Option<String>,
+    /// Where RemediationRequests live.
+    pub remediation: RemediationConfig,
+    /// The audit SDK (`audit.data_storage_url` names DataStorage).
+    pub audit: AuditConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Who may post signals (verb `create` on `gateway-service`; see the `auth` crate).
+    pub auth: auth::AuthConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            limits: LimitsConfig::default(),
+            cluster: None,
+            remediation: RemediationConfig::default(),
+            audit: AuditConfig::new(audit_sdk::names::data_storage_url()),
+            log: LogConfig::default(),
+            auth: auth::AuthConfig::default(),
+        }
+    }
+}
+
+/// Listeners, timeouts and shutdown timing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address every listener binds.
+    pub host: IpAddr,
+    /// Signal API port (0 = any free port).
+    pub api_port: u16,
+    /// Health port (0 = any free port).
+    pub health_port: u16,
+    /// Prometheus metrics port (0 = any free port).
+    pub metrics_port: u16,
+    /// Longest time one signal request may take; past it the answer is 504.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// After a stop signal, how long `/readyz` answers 503 before listeners stop
+    /// accepting, so Endpoints stop sending traffic first.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests may take to finish after that.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([0, 0, 0, 0]),
+            api_port: DEFAULT_API_PORT,
+            health_port: DEFAULT_HEALTH_PORT,
+            metrics_port: DEFAULT_METRICS_PORT,
+            request_timeout: Duration::from_secs(15),
+            shutdown_delay: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Limits on incoming signals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest accepted request body in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// A signal whose `X-Timestamp` is older than this is refused as stale.
+    #[serde(with = "humantime_serde")]
+    pub max_signal_age: Duration,
+    /// A signal whose `X-Timestamp` is further ahead than this is refused.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_signal_age: Duration::from_secs(5 * 60),
+            max_clock_skew: Duration::from_secs(2 * 60),
+        }
+    }
+}
+
+/// Which RemediationRequest backend serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// `kubernetes` when running in a Pod, `memory` otherwise.
+    #[default]
+    Auto,
+    /// RemediationRequest custom resources through the Kubernetes API.
+    Kubernetes,
+    /// In process, for running without a cluster.
+    Memory,
+}
+
+/// Where RemediationRequests live.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemediationConfig {
+    /// `kubernetes`, `memory` or `auto`.
+    pub backend: BackendKind,
+    /// Settings of the in-memory backend.
+    pub memory: MemoryConfig,
+    /// Settings of the Kubernetes backend.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// Settings of the in-memory backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// How long a RemediationRequest stays active (absorbing duplicates) after
+    /// it was created; it stands in for the remediation finishing.
+    #[serde(with = "humantime_serde")]
+    pub active_for: Duration,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            active_for: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Settings of the Kubernetes backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Namespace RemediationRequests and their Leases are created in.
+    pub namespace: String,
+    /// How long a per-fingerprint Lease is held before another replica may take it.
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+    /// How many times a status update is retried after a 409 conflict.
+    pub conflict_retries: u32,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            namespace: audit_sdk::names::NAMESPACE.to_owned(),
+            lease_duration: Duration::from_secs(15),
+            conflict_retries: 5,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise (containers).
+    #[default]
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// Filter directive (`info`, `gateway=debug`); `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (when given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        Self::figment(file).extract().map_err(Box::new)
+    }
+
+    /// The layered sources.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            // `file_exact` makes a missing file an error instead of an empty layer.
+            figment = figment.merge(Yaml::file_exact(path));
+        }
+        figment.merge(Env::prefixed(ENV_PREFIX).split("__"))
+    }
+}
+
+#[cfg(test)]
+// figment's Jail API fixes the closure's error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_use_the_shared_ports_and_the_in_cluster_data_storage_url() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.server.api_port, audit_sdk::names::API_PORT);
+            assert_eq!(c.server.health_port, audit_sdk::names::HEALTH_PORT);
+            assert_eq!(c.server.metrics_port, audit_sdk::names::METRICS_PORT);
+            assert_eq!(
+                c.audit.data_storage_url,
+                audit_sdk::names::data_storage_url()
+            );
+            assert_eq!(c.limits.max_body_bytes, 256 * 1024);
+            assert_eq!(c.remediation.backend, BackendKind::Auto);
+            assert_eq!(c.remediation.memory.active_for, Duration::from_secs(300));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "g.yaml",
+                "server:\n  api_port: 8180\nremediation:\n  backend: memory\naudit:\n  data_storage_url: http://localhost:8080\n",
+            )?;
+            jail.set_env("GATEWAY_SERVER__API_PORT", "8280");
+            jail.set_env("GATEWAY_AUDIT__DATA_STORAGE_URL", "http://127.0.0.1:9999");
+            let c = Config::load(Some(Path::new("g.yaml"))).unwrap();
+            assert_eq!(c.server.api_port, 8280);
+            assert_eq!(c.remediation.backend, BackendKind::Memory);
+            assert_eq!(c.audit.data_storage_url, "http://127.0.0.1:9999");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("g.yaml", "remediation:\n  backnd: memory\n")?;
+            let err = Config::load(Some(Path::new("g.yaml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("backnd"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_audit_key_from_the_environment_is_an_error_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEWAY_AUDIT__DATA_STORAGE_ULR", "http://x:1");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("data_storage_ulr"), "{err}");
+            Ok(())
+        });
+    }
+}
