@@ -8,8 +8,6 @@
 pub mod api;
 pub mod config;
 pub mod domain;
-pub mod readiness;
-pub mod shutdown;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

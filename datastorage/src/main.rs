@@ -6,7 +6,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use datastorage::config::Config;
 use datastorage::startup::{open_store, Application};
-use datastorage::{shutdown, telemetry};
+use datastorage::telemetry;
+use service_kit::shutdown;
 
 /// Central audit event store of the remediation platform.
 ///

@@ -188,37 +188,7 @@ impl Default for KubernetesConfig {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable on a terminal, JSON otherwise (containers).
-    #[default]
-    Auto,
-    /// One JSON object per line.
-    Json,
-    /// Human-readable text.
-    Text,
-}
-
-/// Logging.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// Output format.
-    pub format: LogFormat,
-    /// Filter directive (`info`, `gateway=debug`); `RUST_LOG` wins.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Auto,
-            level: "info".into(),
-        }
-    }
-}
+pub use service_kit::logging::{LogConfig, LogFormat};
 
 impl Config {
     /// Loads defaults, then `file` (when given), then the environment.

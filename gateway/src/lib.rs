@@ -11,8 +11,6 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod domain;
-pub mod readiness;
 pub mod remediation;
-pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

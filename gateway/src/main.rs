@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use gateway::config::Config;
 use gateway::remediation::crd::crd_yaml;
 use gateway::startup::Application;
-use gateway::{shutdown, telemetry};
+use gateway::telemetry;
+use service_kit::shutdown;
 
 /// Signal ingestion of the remediation platform: AlertManager webhooks and
 /// Kubernetes Warning events in, deduplicated RemediationRequests out, every

@@ -1,13 +1,8 @@
-//! Logs (tracing-subscriber) and metrics (the `metrics` facade with a Prometheus
-//! recorder), set up once per process.
+//! The Gateway's metric names; logging and the Prometheus recorder come from
+//! `service-kit`, shared with DataStorage.
 
-use std::io::IsTerminal;
-use std::sync::OnceLock;
-
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
-
-use crate::config::{LogConfig, LogFormat};
+pub use service_kit::http_metrics::metrics_handle;
+pub use service_kit::logging::init_logging;
 
 /// Metric names, defined once for the code that records them and the tests.
 pub mod names {
@@ -29,50 +24,9 @@ pub mod names {
     pub const HTTP_DURATION: &str = "gateway_http_request_duration_seconds";
 }
 
-/// Installs the global tracing subscriber. `RUST_LOG`, when set, wins over the
-/// configured level. Safe to call more than once (later calls do nothing).
-pub fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match config.format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stdout().is_terminal(),
+/// The names of the Gateway's request metrics, for the tracking middleware.
+pub const HTTP_METRICS: service_kit::http_metrics::HttpMetricNames =
+    service_kit::http_metrics::HttpMetricNames {
+        requests: names::HTTP_REQUESTS,
+        duration: names::HTTP_DURATION,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
-    // Already initialised (tests start several apps in one process): keep the first.
-    drop(result);
-}
-
-/// The process-wide Prometheus recorder, installed on first use.
-///
-/// A process has one global recorder; tests that start several applications in
-/// one process share it, which is why this is a `OnceLock` and not per app.
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Suffix("_seconds".into()),
-                    &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                        5.0, 10.0,
-                    ],
-                )
-                .expect("bucket list is not empty")
-                .build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
-            }
-            handle
-        })
-        .clone()
-}

@@ -6,7 +6,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::AppState;
-use crate::readiness::Phase;
+use service_kit::readiness::Phase;
 
 /// Liveness: answers as long as the process can serve HTTP at all.
 pub async fn healthz() -> Json<Value> {

@@ -17,8 +17,8 @@ use auth::{Auth, Verb};
 
 use crate::config::LimitsConfig;
 use crate::domain::chain::ChainHasher;
-use crate::readiness::Readiness;
 use crate::store::EventStore;
+use service_kit::readiness::Readiness;
 
 mod body;
 pub mod grpc;
@@ -27,7 +27,6 @@ mod ingest;
 pub mod openapi;
 pub mod problem;
 mod query;
-mod track;
 mod verify;
 
 use problem::ApiError;
@@ -81,7 +80,10 @@ pub fn api_router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(track::track))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::telemetry::HTTP_METRICS,
+            service_kit::http_metrics::track,
+        ))
 }
 
 /// The health listener's routes (port 8081).

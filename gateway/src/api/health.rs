@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::AppState;
-use crate::readiness::Phase;
+use service_kit::readiness::Phase;
 
 /// Longest time `/readyz` waits for the backend's answer.
 const BACKEND_CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -17,7 +17,7 @@ use auth::{Auth, Verb};
 
 use crate::config::LimitsConfig;
 use crate::domain::intake::Intake;
-use crate::readiness::Lifecycle;
+use service_kit::readiness::Readiness;
 
 pub mod body;
 mod health;
@@ -25,7 +25,6 @@ mod kubernetes_event;
 pub mod problem;
 mod prometheus;
 pub mod response;
-mod track;
 
 use problem::ApiError;
 
@@ -42,7 +41,7 @@ pub struct AppState {
     /// Signal processing.
     pub intake: Intake,
     /// Lifecycle phase, for `/readyz`.
-    pub lifecycle: Lifecycle,
+    pub lifecycle: Readiness,
     /// Admission limits.
     pub limits: LimitsConfig,
     /// Longest processing time of one request before 504.
@@ -72,7 +71,10 @@ pub fn api_router(state: AppState) -> Router {
         .merge(signal_routes(state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(track::track))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::telemetry::HTTP_METRICS,
+            service_kit::http_metrics::track,
+        ))
 }
 
 /// The health listener's routes (port 8081).

@@ -3,7 +3,8 @@
 //! On SIGTERM or SIGINT: `/readyz` turns 503 at once, the process keeps serving
 //! for `shutdown_delay` so Kubernetes removes it from the Service's endpoints
 //! before it stops accepting, then listeners stop accepting and in-flight
-//! requests get `drain_timeout` to finish, and finally the store is closed.
+//! requests get `drain_timeout` to finish (see [`crate::listeners`]), and
+//! finally the service closes what it holds (its store, its audit client).
 
 use tokio_util::sync::CancellationToken;
 

@@ -1,0 +1,142 @@
+//! The three listeners of a service (API, health, metrics), served until a
+//! stop signal and then drained in the order [`crate::shutdown`] describes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::readiness::Readiness;
+
+/// Bound, not yet serving, listeners (port 0 picks a free port).
+#[derive(Debug)]
+pub struct Listeners {
+    api: TcpListener,
+    health: TcpListener,
+    metrics: TcpListener,
+}
+
+/// The three routers to serve.
+#[derive(Debug)]
+pub struct Routers {
+    pub api: Router,
+    pub health: Router,
+    pub metrics: Router,
+}
+
+/// Shutdown timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// How long `/readyz` answers 503 before listeners stop accepting.
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests may take after that.
+    pub drain_timeout: Duration,
+}
+
+impl Listeners {
+    /// Binds the three ports on `host`.
+    pub async fn bind(host: IpAddr, api: u16, health: u16, metrics: u16) -> anyhow::Result<Self> {
+        let bind = |port: u16, what: &'static str| async move {
+            let addr = SocketAddr::new(host, port);
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the {what} listener on {addr}"))
+        };
+        Ok(Self {
+            api: bind(api, "API").await?,
+            health: bind(health, "health").await?,
+            metrics: bind(metrics, "metrics").await?,
+        })
+    }
+
+    /// Address of the API listener.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Address of the health listener.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.health
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Address of the metrics listener.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Serves `routers` and marks the service ready; when `stop` is cancelled,
+    /// turns readiness to draining, waits `shutdown_delay`, stops accepting and
+    /// gives in-flight requests `drain_timeout`. Returns when drained.
+    pub async fn serve_until(
+        self,
+        routers: Routers,
+        readiness: &Readiness,
+        stop: CancellationToken,
+        drain: Drain,
+        name: &'static str,
+    ) {
+        let (api_addr, health_addr, metrics_addr) =
+            (self.api_addr(), self.health_addr(), self.metrics_addr());
+        // Listeners stop accepting when this is cancelled, after the delay.
+        let close = CancellationToken::new();
+        let servers = [
+            spawn(self.api, routers.api, close.clone()),
+            spawn(self.health, routers.health, close.clone()),
+            spawn(self.metrics, routers.metrics, close.clone()),
+        ];
+        readiness.set_ready();
+        tracing::info!(%api_addr, %health_addr, %metrics_addr, "{name} ready");
+
+        stop.cancelled().await;
+        readiness.set_draining();
+        tracing::info!(delay = ?drain.shutdown_delay, "readiness is now 503; waiting before closing listeners");
+        tokio::time::sleep(drain.shutdown_delay).await;
+        close.cancel();
+        if tokio::time::timeout(drain.drain_timeout, join(servers))
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?drain.drain_timeout, "in-flight requests did not finish in time");
+        }
+    }
+}
+
+fn spawn(
+    listener: TcpListener,
+    router: Router,
+    close: CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    // Without TCP_NODELAY, HTTP/2 (gRPC) answers written as several small
+    // frames wait on Nagle and the peer's delayed ACK (~40 ms each).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(close.cancelled_owned())
+            .await
+    })
+}
+
+async fn join(handles: [JoinHandle<std::io::Result<()>>; 3]) {
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "listener failed"),
+            Err(e) => tracing::error!(error = %e, "listener task panicked"),
+        }
+    }
+}
