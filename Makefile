@@ -1,11 +1,13 @@
 # Entry points of the workspace. `make help` lists them.
 CARGO ?= cargo
+# bash, for `set -o pipefail` in `bench`.
+SHELL := /bin/bash
 DOCKER ?= docker
 
 # Image names and tag, shared with deploy/overlays/kind (checked by `e2e preflight`).
 include deploy/images.env
 
-.PHONY: help run test lint fmt bench build images preflight
+.PHONY: help run test lint fmt bench build images preflight e2e e2e-local
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,8 +44,16 @@ images: ## Build the datastorage and gateway images (needs a Docker engine)
 preflight: ## Check the Kind overlay's manifests (Service URLs, host paths, RBAC, probes, images, ports)
 	$(CARGO) run -q -p e2e -- preflight --overlay deploy/overlays/kind
 
-test: ## Run every test of the workspace (unit, integration, process restarts)
+test: ## Run every test of the workspace (unit, integration, process restarts, the local e2e suite)
 	$(CARGO) test --workspace
+
+e2e: ## The scenario suite in a Kind cluster (needs docker, kind, kubectl; KEEP_CLUSTER=1 keeps it)
+	$(CARGO) build -q -p e2e
+	./target/debug/e2e test --platform kind
+
+e2e-local: ## The scenario suite on local processes (SQLite and PostgreSQL stacks)
+	$(CARGO) build -q -p datastorage -p gateway -p e2e --bins
+	./target/debug/e2e test --platform local
 
 lint: ## Formatting check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -52,7 +62,12 @@ lint: ## Formatting check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: ## Run the benchmarks (release build; not part of `make test`)
-	$(CARGO) bench -p datastorage --bench ingest
-	$(CARGO) bench -p audit-sdk --bench sdk
-	$(CARGO) bench -p gateway --bench load
+bench: ## Run every benchmark of the workspace (release build; not in `make test`) and print one table
+	@mkdir -p target/bench
+	set -o pipefail; { \
+	  $(CARGO) bench -p datastorage --bench ingest && \
+	  $(CARGO) bench -p datastorage --bench postgres_ingest && \
+	  $(CARGO) bench -p audit-sdk --bench sdk && \
+	  $(CARGO) bench -p gateway --bench load; \
+	} 2>&1 | tee target/bench/output.txt
+	@echo; $(CARGO) run -q -p e2e -- bench-table target/bench/output.txt

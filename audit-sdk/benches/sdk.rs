@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use audit_sdk::{AuditConfig, AuditEvent, AuditStore, TransportKind};
 use datastorage::config::Config;
 use datastorage::startup::Application;
+use datastorage::testing::bench::report;
 use tokio_util::sync::CancellationToken;
 
 fn events(total: usize, tag: &str) -> Vec<AuditEvent> {
@@ -169,4 +170,14 @@ fn main() {
     println!("{:<10} {:>14.0} {:>16.2}", "ingest", ingest, 1.0);
     println!("{:<10} {:>14.0} {:>16.2}", "sdk-http", http, http / ingest);
     println!("{:<10} {:>14.0} {:>16.2}", "sdk-grpc", grpc, grpc / ingest);
+    report("audit-sdk", "record()", record_rate, "events/s", None);
+    for (measure, rate) in [("sdk-http", http), ("sdk-grpc", grpc)] {
+        report(
+            "audit-sdk",
+            measure,
+            rate,
+            "events/s",
+            Some(("DataStorage ingest", ingest)),
+        );
+    }
 }

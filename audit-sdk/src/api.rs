@@ -91,3 +91,65 @@ pub struct TamperedEvent {
     /// `content_modified`, `broken_link` or `sequence_gap`.
     pub reason: String,
 }
+
+/// Path of the legal-hold endpoints (`/{correlation_id}` appended to release one).
+pub const LEGAL_HOLD_PATH: &str = "/api/v1/audit/legal-hold";
+
+/// Body of `POST /api/v1/audit/legal-hold`: hold every event of a correlation id,
+/// including events stored later under it, until the hold is released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LegalHoldRequest {
+    /// The correlation id to hold.
+    pub correlation_id: String,
+    /// Why (a case number, a ticket); recorded with the hold.
+    pub reason: String,
+}
+
+/// Body of `DELETE /api/v1/audit/legal-hold/{correlation_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LegalHoldReleaseRequest {
+    /// Why the hold ends; logged with the release.
+    pub release_reason: String,
+}
+
+/// An active legal hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LegalHold {
+    /// The held correlation id.
+    pub correlation_id: String,
+    /// Why it is held.
+    pub reason: String,
+    /// Who placed the hold (the authenticated subject).
+    pub placed_by: String,
+    /// When the hold was placed.
+    pub placed_at: chrono::DateTime<chrono::Utc>,
+    /// Events of the correlation held when this answer was produced.
+    pub events_held: u64,
+}
+
+/// Answer of `DELETE /api/v1/audit/legal-hold/{correlation_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LegalHoldReleased {
+    /// The correlation id no longer held.
+    pub correlation_id: String,
+    /// Why the hold ended.
+    pub release_reason: String,
+    /// Who released it.
+    pub released_by: String,
+    /// Events whose hold was lifted.
+    pub events_released: u64,
+}
+
+/// Answer of `GET /api/v1/audit/legal-hold`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LegalHoldList {
+    /// Every active hold, oldest first.
+    pub holds: Vec<LegalHold>,
+}

@@ -23,6 +23,7 @@ use datastorage::domain::chain::ChainHasher;
 use datastorage::startup::Application;
 use datastorage::store::sqlite::{rows, SqliteConfig, SqliteStore};
 use datastorage::store::EventStore;
+use datastorage::testing::bench::report;
 use tokio_util::sync::CancellationToken;
 
 fn generate(total: usize, correlations: usize) -> Vec<AuditEvent> {
@@ -215,6 +216,15 @@ fn main() {
             rate(total, d),
             rate(total, d) / base
         );
+        if name != "direct" {
+            report(
+                "datastorage ingest (SQLite)",
+                name,
+                rate(total, d),
+                "events/s",
+                Some(("direct rusqlite", base)),
+            );
+        }
     }
     println!(
         "static auth costs {:+.1}% of HTTP ingest throughput",

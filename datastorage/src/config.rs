@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::store::postgres::PostgresConfig;
 use crate::store::sqlite::SqliteConfig;
 
 /// Prefix of environment overrides (`DATASTORAGE_SERVER__API_PORT=9000`).
@@ -98,6 +99,8 @@ pub enum Backend {
     /// Embedded SQLite file (the default).
     #[default]
     Sqlite,
+    /// PostgreSQL (production; settings under `store.postgres`).
+    Postgres,
 }
 
 /// Where events are stored.
@@ -108,6 +111,9 @@ pub struct StoreConfig {
     pub backend: Backend,
     /// SQLite settings.
     pub sqlite: SqliteConfig,
+    /// PostgreSQL settings (the password never comes from here; see
+    /// [`PostgresConfig::password`]).
+    pub postgres: PostgresConfig,
 }
 
 /// Hash chain settings.
@@ -133,7 +139,13 @@ impl Config {
             // `file_exact` makes a missing file an error instead of an empty layer.
             figment = figment.merge(Yaml::file_exact(path));
         }
-        figment.merge(Env::prefixed(ENV_PREFIX).split("__"))
+        // The PostgreSQL password variable is a secret read by the backend itself,
+        // never a configuration key (so it cannot end up in print-config either).
+        figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .ignore(&["POSTGRES_PASSWORD"])
+                .split("__"),
+        )
     }
 }
 
@@ -190,6 +202,31 @@ mod tests {
             jail.set_env("DATASTORAGE_STORE__SQLITE__PAHT", "/tmp/x.db");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("paht"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn postgres_is_selected_by_name_and_a_password_key_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.yaml",
+                "store:\n  backend: postgres\n  postgres:\n    host: db\n    pool_size: 4\n",
+            )?;
+            let c = Config::load(Some(Path::new("c.yaml"))).unwrap();
+            assert_eq!(c.store.backend, Backend::Postgres);
+            assert_eq!(
+                (c.store.postgres.host.as_str(), c.store.postgres.pool_size),
+                ("db", 4)
+            );
+            jail.create_file("p.yaml", "store:\n  postgres:\n    password: hunter2\n")?;
+            let err = Config::load(Some(Path::new("p.yaml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("password"), "{err}");
+            // The dedicated variable is read outside figment, so it is no config key.
+            jail.set_env(crate::store::postgres::PASSWORD_ENV, "s3cret");
+            assert!(Config::load(None).is_ok());
             Ok(())
         });
     }

@@ -47,6 +47,12 @@ async fn main() -> anyhow::Result<()> {
             let app = Application::build(config).await?;
             app.run_until_stopped(shutdown::on_signal()).await
         }
+        Command::Migrate if config.store.backend == datastorage::config::Backend::Postgres => {
+            // Migrates even when `store.postgres.migrate_on_start` is off (a Job's work).
+            let ran = datastorage::store::postgres::migrate(&config.store.postgres).await?;
+            tracing::info!(applied = ran, "migrations applied");
+            Ok(())
+        }
         Command::Migrate => {
             let hasher = datastorage::domain::chain::ChainHasher::sha256();
             let store = open_store(&config, hasher).await?;

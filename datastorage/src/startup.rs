@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::config::{Backend, Config};
 use crate::domain::chain::ChainHasher;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::EventStore;
 use crate::telemetry;
@@ -112,6 +113,11 @@ pub async fn open_store(
             SqliteStore::open(&config.store.sqlite, hasher)
                 .await
                 .context("opening the SQLite store")?,
+        ),
+        Backend::Postgres => Arc::new(
+            PostgresStore::open(&config.store.postgres, hasher)
+                .await
+                .context("opening the PostgreSQL store")?,
         ),
     })
 }

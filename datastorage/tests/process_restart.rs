@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::net::TcpListener;
+use datastorage::testing::ports::free_port;
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
@@ -10,15 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 use tokio::process::{Child, Command};
-
-/// A port that was free a moment ago (the server binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Server {
     child: Child,

@@ -2,7 +2,7 @@
 //! and helpers to count what it stored.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,14 +12,8 @@ use datastorage::startup::Application;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)] // not every test binary starts servers
+pub use datastorage::testing::ports::free_port;
 
 /// A DataStorage running inside the test process.
 pub struct Server {

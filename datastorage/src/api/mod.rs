@@ -9,7 +9,7 @@ use audit_sdk::api;
 use audit_sdk::problem::ProblemType;
 use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::http::Method;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -24,6 +24,7 @@ mod body;
 pub mod grpc;
 mod health;
 mod ingest;
+mod legal_hold;
 pub mod openapi;
 pub mod problem;
 mod query;
@@ -50,7 +51,7 @@ pub struct AppState {
 ///
 /// Each route names the verb it needs on the `data-storage-service` Service:
 /// writes `create`, queries `list`, reads of one event and chain verification
-/// `get`. `/readyz` and the OpenAPI document are open.
+/// `get`, legal hold `update`. `/readyz` and the OpenAPI document are open.
 pub fn api_router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     let auth = state.auth.clone();
@@ -72,6 +73,16 @@ pub fn api_router(state: AppState) -> Router {
         .route(
             api::VERIFY_CHAIN_PATH,
             post(verify::verify_chain).route_layer(auth.require(Verb::Get)),
+        )
+        .route(
+            api::LEGAL_HOLD_PATH,
+            post(legal_hold::place)
+                .merge(get(legal_hold::list))
+                .route_layer(auth.require(Verb::Update)),
+        )
+        .route(
+            "/api/v1/audit/legal-hold/{correlation_id}",
+            delete(legal_hold::release).route_layer(auth.require(Verb::Update)),
         )
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route(api::READYZ_PATH, get(health::readyz))

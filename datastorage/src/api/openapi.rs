@@ -17,6 +17,9 @@ use utoipa::OpenApi;
         super::query::list_events,
         super::query::get_event,
         super::verify::verify_chain,
+        super::legal_hold::place,
+        super::legal_hold::release,
+        super::legal_hold::list,
     ),
     components(schemas(
         audit_sdk::AuditEvent,
@@ -30,6 +33,11 @@ use utoipa::OpenApi;
         audit_sdk::api::VerifyChainRequest,
         audit_sdk::api::VerifyChainResponse,
         audit_sdk::api::TamperedEvent,
+        audit_sdk::api::LegalHoldRequest,
+        audit_sdk::api::LegalHoldReleaseRequest,
+        audit_sdk::api::LegalHold,
+        audit_sdk::api::LegalHoldReleased,
+        audit_sdk::api::LegalHoldList,
     ))
 )]
 pub struct ApiDoc;

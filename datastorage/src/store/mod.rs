@@ -5,11 +5,13 @@
 //! newest-first keyset queries.
 
 use async_trait::async_trait;
+use audit_sdk::api::{LegalHold, LegalHoldReleased};
 use audit_sdk::{AuditEvent, StoredEvent};
 use uuid::Uuid;
 
 use crate::domain::query::EventQuery;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// What an insert did.
@@ -49,6 +51,27 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// The whole chain of `correlation_id` in `chain_seq` order.
     async fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Places a legal hold on `correlation_id`: its events, including those stored
+    /// later, cannot be deleted until the hold is released. Placing a hold that is
+    /// already active changes nothing and answers the existing hold with `false`.
+    async fn place_legal_hold(
+        &self,
+        correlation_id: &str,
+        reason: &str,
+        placed_by: &str,
+    ) -> Result<(LegalHold, bool), StoreError>;
+
+    /// Releases the hold on `correlation_id`; `None` when there was none.
+    async fn release_legal_hold(
+        &self,
+        correlation_id: &str,
+        release_reason: &str,
+        released_by: &str,
+    ) -> Result<Option<LegalHoldReleased>, StoreError>;
+
+    /// Every active legal hold, oldest first.
+    async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError>;
 
     /// Cheap liveness check of the database, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -15,14 +15,8 @@ use gateway::startup::Application;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)] // not every test binary starts servers
+pub use datastorage::testing::ports::free_port;
 
 /// A DataStorage running inside the test process.
 pub struct DataStorage {

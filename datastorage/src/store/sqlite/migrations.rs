@@ -6,7 +6,10 @@
 use rusqlite::Connection;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_init.sql"),
+    include_str!("0002_legal_holds.sql"),
+];
 
 /// Applies every migration newer than the database's version; returns how many ran.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use audit_sdk::api::{LegalHold, LegalHoldReleased};
 use audit_sdk::{AuditEvent, StoredEvent};
 use chrono::Utc;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior};
@@ -345,6 +346,83 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn place_legal_hold(
+        &self,
+        correlation_id: &str,
+        reason: &str,
+        placed_by: &str,
+    ) -> Result<(LegalHold, bool), StoreError> {
+        let (corr, reason, by) = (
+            correlation_id.to_owned(),
+            reason.to_owned(),
+            placed_by.to_owned(),
+        );
+        self.with_writer(move |conn, _| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let created = tx.execute(
+                "INSERT INTO legal_holds (correlation_id, reason, placed_by, placed_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (correlation_id) DO NOTHING",
+                rusqlite::params![corr, reason, by, Utc::now().timestamp_micros()],
+            )? == 1;
+            tx.execute(
+                "UPDATE audit_events SET legal_hold = 1, legal_hold_reason = h.reason, \
+                 legal_hold_placed_by = h.placed_by, legal_hold_placed_at = h.placed_at \
+                 FROM legal_holds h WHERE h.correlation_id = ?1 \
+                 AND audit_events.correlation_id = ?1 AND audit_events.legal_hold = 0",
+                [&corr],
+            )?;
+            let hold = tx.query_row(
+                &format!("{SELECT_HOLDS} WHERE h.correlation_id = ?1"),
+                [&corr],
+                hold_from_row,
+            )?;
+            tx.commit()?;
+            Ok((hold, created))
+        })
+        .await
+    }
+
+    async fn release_legal_hold(
+        &self,
+        correlation_id: &str,
+        release_reason: &str,
+        released_by: &str,
+    ) -> Result<Option<LegalHoldReleased>, StoreError> {
+        let corr = correlation_id.to_owned();
+        let (reason, by) = (release_reason.to_owned(), released_by.to_owned());
+        self.with_writer(move |conn, _| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if tx.execute("DELETE FROM legal_holds WHERE correlation_id = ?1", [&corr])? == 0 {
+                return Ok(None);
+            }
+            let released = tx.execute(
+                "UPDATE audit_events SET legal_hold = 0, legal_hold_reason = NULL, \
+                 legal_hold_placed_by = NULL, legal_hold_placed_at = NULL \
+                 WHERE correlation_id = ?1 AND legal_hold = 1",
+                [&corr],
+            )?;
+            tx.commit()?;
+            Ok(Some(LegalHoldReleased {
+                correlation_id: corr,
+                release_reason: reason,
+                released_by: by,
+                events_released: released as u64,
+            }))
+        })
+        .await
+    }
+
+    async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{SELECT_HOLDS} ORDER BY h.placed_at, h.correlation_id"
+            ))?;
+            let rows = stmt.query_map([], hold_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with_reader(|conn| {
             conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
@@ -381,4 +459,20 @@ impl EventStore for SqliteStore {
             tracing::warn!(error = %e, "closing SQLite panicked");
         }
     }
+}
+
+/// Active holds with their held-event counts; append a WHERE / ORDER BY.
+const SELECT_HOLDS: &str = "SELECT h.correlation_id, h.reason, h.placed_by, h.placed_at, \
+    (SELECT count(*) FROM audit_events e WHERE e.correlation_id = h.correlation_id \
+     AND e.legal_hold = 1) FROM legal_holds h";
+
+fn hold_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LegalHold> {
+    let micros: i64 = row.get(3)?;
+    Ok(LegalHold {
+        correlation_id: row.get(0)?,
+        reason: row.get(1)?,
+        placed_by: row.get(2)?,
+        placed_at: chrono::DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default(),
+        events_held: row.get::<_, i64>(4)?.max(0) as u64,
+    })
 }

@@ -1,0 +1,377 @@
+//! PostgreSQL ingest and query: HTTP batch ingest against raw binary COPY, and a
+//! `correlation_id` query on a table of 1,000,000 events.
+//!
+//! Run with `cargo bench -p datastorage --bench postgres_ingest` (optional
+//! arguments: events per measurement, batch size, concurrent HTTP clients). It
+//! starts a throwaway PostgreSQL cluster from the machine's server binaries (see
+//! `datastorage::testing::pg`) tuned for a disposable benchmark — the settings,
+//! including `fsync=off` and `synchronous_commit=off`, are printed — and measures:
+//!
+//! 1. `http`: batches POSTed to a real DataStorage on loopback (parse, validate,
+//!    lock the correlations, hash, `UNNEST` insert, advance the chain heads);
+//! 2. `copy`: the same rows (fresh ids, precomputed hashes) written by one binary
+//!    `COPY` into the same table: the floor PostgreSQL sets;
+//! 3. `query`: the table is filled to 1,000,000 events (10,000 correlation ids)
+//!    and `GET /api/v1/audit/events?correlation_id=…` (default page of 100) is
+//!    timed; p50 / p99 / max.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit_sdk::AuditEvent;
+use chrono::Utc;
+use datastorage::config::{Backend, Config};
+use datastorage::domain::chain::ChainHasher;
+use datastorage::startup::Application;
+use datastorage::testing::bench::report;
+use datastorage::testing::pg::PgCluster;
+use futures_util::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_util::sync::CancellationToken;
+
+/// Durability is irrelevant for a disposable cluster; the rest sizes memory and
+/// WAL for a 2-core, 24 GiB machine.
+const BENCH_SETTINGS: &[(&str, &str)] = &[
+    ("fsync", "off"),
+    ("synchronous_commit", "off"),
+    ("full_page_writes", "off"),
+    ("shared_buffers", "1GB"),
+    ("max_wal_size", "8GB"),
+    ("checkpoint_timeout", "30min"),
+    ("wal_buffers", "64MB"),
+    ("max_connections", "100"),
+];
+
+const QUERY_TABLE_ROWS: usize = 1_000_000;
+const QUERY_CORRELATIONS: usize = 10_000;
+const QUERIES: usize = 2_000;
+
+fn generate(total: usize, prefix: &str, correlations: usize) -> Vec<AuditEvent> {
+    (0..total)
+        .map(|n| {
+            AuditEvent::builder(
+                "gateway.signal.received",
+                format!("{prefix}-{}", n % correlations),
+            )
+            .category("gateway")
+            .action("received")
+            .actor("service", "gateway")
+            .resource("Deployment", format!("payments/api-{}", n % 97))
+            .namespace("payments")
+            .severity("critical")
+            .data("signal_name", "HighMemoryUsage")
+            .data("fingerprint", format!("{:064x}", n))
+            .data(
+                "labels",
+                serde_json::json!({"team": "payments", "env": "prod"}),
+            )
+            .build()
+        })
+        .collect()
+}
+
+const COPY_COLUMNS: &str = "event_id, version, event_type, event_timestamp, event_date, \
+    event_category, event_action, event_outcome, actor_type, actor_id, actor_ip, resource_type, \
+    resource_id, correlation_id, parent_event_id, namespace, cluster_id, severity, duration_ms, \
+    error_code, error_message, retention_days, is_sensitive, event_data, chain_seq, \
+    previous_event_hash, event_hash, hash_algorithm, stored_at";
+
+const COPY_TYPES: &[Type] = &[
+    Type::UUID,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::DATE,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::UUID,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT4,
+    Type::BOOL,
+    Type::JSON,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+];
+
+/// A row ready for COPY: the event plus its chain fields, hashed beforehand.
+struct CopyRow {
+    event: AuditEvent,
+    data: serde_json::Value,
+    seq: i64,
+    previous: String,
+    hash: String,
+}
+
+fn chain_rows(events: Vec<AuditEvent>) -> Vec<CopyRow> {
+    let hasher = ChainHasher::sha256();
+    let mut heads: std::collections::HashMap<String, (i64, String)> = Default::default();
+    events
+        .into_iter()
+        .map(|event| {
+            let head = heads.entry(event.correlation_id.clone()).or_default();
+            let hash = hasher.hash(&head.1, &event);
+            let previous = std::mem::replace(&mut head.1, hash.clone());
+            head.0 += 1;
+            CopyRow {
+                data: serde_json::Value::Object(event.event_data.clone()),
+                event,
+                seq: head.0,
+                previous,
+                hash,
+            }
+        })
+        .collect()
+}
+
+/// Binary COPY of `rows` in one statement; returns the rows written.
+async fn copy(db: &tokio_postgres::Client, rows: &[CopyRow]) -> u64 {
+    let sink = db
+        .copy_in(&format!(
+            "COPY audit_events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await
+        .unwrap();
+    let writer = BinaryCopyInWriter::new(sink, COPY_TYPES);
+    pin_mut!(writer);
+    let stored_at = Utc::now();
+    for r in rows {
+        let e = &r.event;
+        let date = e.event_timestamp.date_naive();
+        let retention = e.retention_days as i32;
+        let values: [&(dyn ToSql + Sync); 29] = [
+            &e.event_id,
+            &e.version,
+            &e.event_type,
+            &e.event_timestamp,
+            &date,
+            &e.event_category,
+            &e.event_action,
+            &e.event_outcome.as_str(),
+            &e.actor_type,
+            &e.actor_id,
+            &e.actor_ip,
+            &e.resource_type,
+            &e.resource_id,
+            &e.correlation_id,
+            &e.parent_event_id,
+            &e.namespace,
+            &e.cluster_id,
+            &e.severity,
+            &e.duration_ms,
+            &e.error_code,
+            &e.error_message,
+            &retention,
+            &e.is_sensitive,
+            &r.data,
+            &r.seq,
+            &r.previous,
+            &r.hash,
+            &"sha256",
+            &stored_at,
+        ];
+        writer.as_mut().write(&values).await.unwrap();
+    }
+    writer.finish().await.unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let total = args.first().copied().unwrap_or(200_000);
+    let batch = args.get(1).copied().unwrap_or(1000);
+    let clients = args.get(2).copied().unwrap_or(4);
+
+    let cluster = match PgCluster::start_with(BENCH_SETTINGS) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("postgres_ingest: cannot start PostgreSQL: {reason}");
+            std::process::exit(if std::env::var_os("CI").is_some() {
+                1
+            } else {
+                0
+            });
+        }
+    };
+    println!("PostgreSQL bench cluster settings (disposable; NOT production durability):");
+    for (k, v) in BENCH_SETTINGS {
+        println!("  {k} = {v}");
+    }
+
+    let mut config = Config::default();
+    config.server.host = [127, 0, 0, 1].into();
+    config.server.api_port = 0;
+    config.server.health_port = 0;
+    config.server.metrics_port = 0;
+    config.server.shutdown_delay = Duration::ZERO;
+    config.log.level = "warn".into();
+    config.auth.mode = auth::AuthMode::Disabled;
+    config.store.backend = Backend::Postgres;
+    config.store.postgres = cluster.default_config();
+    let app = Application::build(config).await.unwrap();
+    let base = format!("http://{}", app.api_addr());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let db = cluster.superuser().await.unwrap();
+
+    // (a) HTTP batch ingest. Bodies are serialised before the clock starts.
+    let events = generate(total, "rr-http", 1000);
+    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
+        events
+            .chunks(batch)
+            .map(|c| serde_json::to_vec(c).unwrap().into())
+            .collect(),
+    );
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/audit/events/batch");
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let (bodies, client, url) = (bodies.clone(), client.clone(), url.clone());
+            tokio::spawn(async move {
+                for body in bodies.iter().skip(w).step_by(clients) {
+                    let resp = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let http = started.elapsed();
+
+    // (b) The same rows (fresh ids, own correlations) by raw binary COPY.
+    let rows = chain_rows(
+        events
+            .into_iter()
+            .map(|mut e| {
+                e.event_id = Some(uuid::Uuid::now_v7());
+                e.correlation_id = e.correlation_id.replacen("rr-http", "rr-copy", 1);
+                e
+            })
+            .collect(),
+    );
+    let started = Instant::now();
+    let copied = copy(&db, &rows).await;
+    let copy_time = started.elapsed();
+    assert_eq!(copied as usize, total);
+    drop(rows);
+
+    let http_rate = total as f64 / http.as_secs_f64();
+    let copy_rate = total as f64 / copy_time.as_secs_f64();
+    println!(
+        "\ningest of {total} events (batch {batch}, {clients} HTTP clients, \
+         1000 correlation ids):"
+    );
+    println!(
+        "  http  {:>10.0} events/s  ({:.2} s)",
+        http_rate,
+        http.as_secs_f64()
+    );
+    println!(
+        "  copy  {:>10.0} events/s  ({:.2} s)",
+        copy_rate,
+        copy_time.as_secs_f64()
+    );
+    println!("  http / copy = {:.2}", http_rate / copy_rate);
+    report(
+        "datastorage ingest (PostgreSQL)",
+        "http",
+        http_rate,
+        "events/s",
+        Some(("binary COPY", copy_rate)),
+    );
+
+    // (c) Fill to 1,000,000 events over 10,000 correlation ids, then query.
+    let present: i64 = db
+        .query_one("SELECT count(*) FROM audit_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let missing = QUERY_TABLE_ROWS.saturating_sub(present as usize);
+    let fill_started = Instant::now();
+    for chunk in generate(missing, "rr-query", QUERY_CORRELATIONS).chunks(200_000) {
+        copy(&db, &chain_rows(chunk.to_vec())).await;
+    }
+    db.batch_execute("VACUUM ANALYZE audit_events")
+        .await
+        .unwrap();
+    let rows_now: i64 = db
+        .query_one("SELECT count(*) FROM audit_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    println!(
+        "\nquery table: {rows_now} events (filled in {:.1} s)",
+        fill_started.elapsed().as_secs_f64()
+    );
+    let mut latencies = Vec::with_capacity(QUERIES);
+    for q in 0..QUERIES {
+        // A spread of correlation ids, most with 100 events.
+        let corr = format!("rr-query-{}", (q * 7919) % QUERY_CORRELATIONS);
+        let started = Instant::now();
+        let resp = client
+            .get(format!("{base}/api/v1/audit/events?correlation_id={corr}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.bytes().await.unwrap();
+        latencies.push(started.elapsed());
+        assert!(body.len() > 100);
+    }
+    latencies.sort();
+    println!(
+        "  GET ?correlation_id= (HTTP, {QUERIES} queries, page of 100): \
+         p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+        ms(*latencies.last().unwrap()),
+    );
+    for (measure, q) in [("query p50", 0.50), ("query p99", 0.99)] {
+        report(
+            "datastorage correlation query (1M rows)",
+            measure,
+            ms(percentile(&latencies, q)),
+            "ms",
+            None,
+        );
+    }
+
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}

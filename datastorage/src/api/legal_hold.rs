@@ -1,0 +1,140 @@
+//! Legal hold: `POST /api/v1/audit/legal-hold`, `DELETE
+//! /api/v1/audit/legal-hold/{correlation_id}`, `GET /api/v1/audit/legal-hold`.
+//!
+//! A hold applies to a correlation id, not to a snapshot of its events: events
+//! stored later under a held correlation are held as well. Held events cannot be
+//! deleted (a database trigger refuses it) until the hold is released.
+
+use audit_sdk::api::{
+    LegalHold, LegalHoldList, LegalHoldReleaseRequest, LegalHoldReleased, LegalHoldRequest,
+};
+use audit_sdk::problem::ProblemType;
+use audit_sdk::{FieldError, Problem};
+use auth::Identity;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+
+use super::body::JsonBody;
+use super::problem::ApiError;
+use super::AppState;
+
+/// Who acts, for the hold's record: the authenticated subject, else `anonymous`
+/// (auth disabled, development only).
+fn actor(caller: Option<Extension<Identity>>) -> String {
+    caller.map_or_else(|| "anonymous".to_owned(), |c| c.subject.clone())
+}
+
+/// A problem with a free-text field: blank or longer than `max` characters.
+fn check_text(field: &str, value: &str, max: usize) -> Option<FieldError> {
+    let len = value.chars().count();
+    (value.trim().is_empty() || len > max)
+        .then(|| FieldError::new(field, format!("must be 1..={max} characters, not blank")))
+}
+
+/// One validation problem listing every bad field, if any.
+fn invalid(errors: Vec<Option<FieldError>>) -> Option<ApiError> {
+    let errors: Vec<FieldError> = errors.into_iter().flatten().collect();
+    let detail = format!("{} problem(s) found; nothing was changed", errors.len());
+    (!errors.is_empty()).then(|| ApiError::validation(detail, errors))
+}
+
+/// Places a legal hold on every event of a correlation id, present and future.
+#[utoipa::path(
+    post,
+    path = "/api/v1/audit/legal-hold",
+    tag = "legal-hold",
+    request_body = LegalHoldRequest,
+    responses(
+        (status = 201, description = "Hold placed", body = LegalHold),
+        (status = 200, description = "Already held; the existing hold is unchanged", body = LegalHold),
+        (status = 400, description = "Malformed or invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn place(
+    State(state): State<AppState>,
+    caller: Option<Extension<Identity>>,
+    JsonBody(request): JsonBody<LegalHoldRequest>,
+) -> Result<(StatusCode, Json<LegalHold>), ApiError> {
+    if let Some(problem) = invalid(vec![
+        check_text("correlation_id", &request.correlation_id, 255),
+        check_text("reason", &request.reason, 1000),
+    ]) {
+        return Err(problem);
+    }
+    let by = actor(caller);
+    let (hold, created) = state
+        .store
+        .place_legal_hold(&request.correlation_id, &request.reason, &by)
+        .await?;
+    if created {
+        tracing::info!(correlation_id = %hold.correlation_id, placed_by = %by,
+            reason = %hold.reason, events = hold.events_held, "legal hold placed");
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(hold)))
+}
+
+/// Releases the legal hold of a correlation id.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/audit/legal-hold/{correlation_id}",
+    tag = "legal-hold",
+    params(("correlation_id" = String, Path, description = "The held correlation id")),
+    request_body = LegalHoldReleaseRequest,
+    responses(
+        (status = 200, description = "Hold released", body = LegalHoldReleased),
+        (status = 400, description = "Malformed or invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No hold on this correlation id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Option<Extension<Identity>>,
+    Path(correlation_id): Path<String>,
+    JsonBody(request): JsonBody<LegalHoldReleaseRequest>,
+) -> Result<Json<LegalHoldReleased>, ApiError> {
+    if let Some(problem) = invalid(vec![check_text(
+        "release_reason",
+        &request.release_reason,
+        1000,
+    )]) {
+        return Err(problem);
+    }
+    let by = actor(caller);
+    let released = state
+        .store
+        .release_legal_hold(&correlation_id, &request.release_reason, &by)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ProblemType::NotFound,
+                format!("no legal hold on correlation_id {correlation_id:?}"),
+            )
+        })?;
+    tracing::info!(%correlation_id, released_by = %by, release_reason = %released.release_reason,
+        events = released.events_released, "legal hold released");
+    Ok(Json(released))
+}
+
+/// Every active legal hold, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/legal-hold",
+    tag = "legal-hold",
+    responses(
+        (status = 200, body = LegalHoldList),
+        (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(State(state): State<AppState>) -> Result<Json<LegalHoldList>, ApiError> {
+    Ok(Json(LegalHoldList {
+        holds: state.store.legal_holds().await?,
+    }))
+}

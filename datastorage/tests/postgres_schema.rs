@@ -1,0 +1,191 @@
+//! The PostgreSQL schema: migrations, partitions, and failure classification.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use datastorage::domain::chain::ChainHasher;
+use datastorage::store::postgres::partitions::{month_start, partition_name};
+use datastorage::store::postgres::{PostgresConfig, PostgresStore};
+use datastorage::store::{EventStore, StoreError};
+use datastorage::testing::pg::PgCluster;
+
+async fn cluster() -> Option<PgCluster> {
+    tokio::task::spawn_blocking(PgCluster::start_or_skip)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once_and_create_four_monthly_partitions() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let config = cluster.default_config();
+    let open = || PostgresStore::open(&config, ChainHasher::sha256());
+    let (a, b, c) = tokio::join!(open(), open(), open());
+    let _stores = (a.unwrap(), b.unwrap(), c.unwrap());
+
+    let db = cluster.superuser().await.unwrap();
+    let versions: i64 = db
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        versions as usize,
+        datastorage::store::postgres::latest_version()
+    );
+
+    let partitions: Vec<String> = db
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'audit_events'::regclass ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let today = Utc::now().date_naive();
+    let mut expected: Vec<String> = (0..4)
+        .map(|m| partition_name(month_start(today, m)))
+        .collect();
+    expected.push("audit_events_default".into());
+    expected.sort();
+    assert_eq!(partitions, expected);
+}
+
+#[tokio::test]
+async fn events_land_in_their_month_and_older_months_in_the_default_partition() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let store = PostgresStore::open(&cluster.default_config(), ChainHasher::sha256())
+        .await
+        .unwrap();
+    let now = audit_sdk::timestamp::normalize(Utc::now());
+    let mut old = audit_sdk::AuditEvent::builder("test.event", "c-part")
+        .category("test")
+        .action("act")
+        .actor("service", "t")
+        .resource("thing", "r")
+        .build();
+    // Six days ago is within the accepted window and, near a month's start, in
+    // the previous month; pin one event to last month's last day to be sure.
+    old.event_timestamp = audit_sdk::timestamp::normalize(
+        month_start(now.date_naive(), 0)
+            .pred_opt()
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc(),
+    );
+    let mut fresh = old.clone();
+    fresh.event_id = Some(uuid::Uuid::now_v7());
+    fresh.event_timestamp = now;
+    store.insert_batch(vec![old, fresh]).await.unwrap();
+
+    let db = cluster.superuser().await.unwrap();
+    let rows: Vec<(String, i64)> = db
+        .query(
+            "SELECT tableoid::regclass::text, chain_seq FROM audit_events ORDER BY chain_seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("audit_events_default".to_owned(), 1),
+            (partition_name(month_start(now.date_naive(), 0)), 2)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_quickly() {
+    // Bound, then released: nothing listens there.
+    let port = datastorage::testing::ports::free_port();
+    let config = PostgresConfig {
+        host: "127.0.0.1".into(),
+        port,
+        connect_timeout: Duration::from_millis(500),
+        // No startup allowance: the refusal is reported at once.
+        startup_timeout: Duration::ZERO,
+        ..PostgresConfig::default()
+    };
+    let started = Instant::now();
+    let err = PostgresStore::open(&config, ChainHasher::sha256())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn the_store_answers_again_after_postgres_restarts() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let mut config = cluster.default_config();
+    config.wait_timeout = Duration::from_millis(500);
+    config.connect_timeout = Duration::from_millis(500);
+    let store = PostgresStore::open(&config, ChainHasher::sha256())
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    let stopped = std::thread::scope(|s| s.spawn(|| cluster.stop()).join().unwrap());
+    stopped.unwrap();
+    let started = Instant::now();
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "fails fast");
+    std::thread::scope(|s| s.spawn(|| cluster.restart()).join().unwrap()).unwrap();
+    // The pool replaces the dead connections by itself.
+    store.ping().await.unwrap();
+    store
+        .insert_batch(vec![audit_sdk::AuditEvent::builder("t.e", "c-restart")
+            .category("t")
+            .action("a")
+            .actor("service", "t")
+            .resource("thing", "r")
+            .build()])
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opened_before_postgres_is_up_waits_for_it_within_startup_timeout() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let mut config = cluster.default_config();
+    config.connect_timeout = Duration::from_millis(500);
+    tokio::task::block_in_place(|| cluster.stop()).unwrap();
+
+    // Without a startup allowance the refusal is immediate (the negative control).
+    let impatient = PostgresConfig {
+        startup_timeout: Duration::ZERO,
+        ..config.clone()
+    };
+    let err = PostgresStore::open(&impatient, ChainHasher::sha256())
+        .await
+        .expect_err("nothing listens yet");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+
+    // With one, opening keeps retrying until the server comes up.
+    config.startup_timeout = Duration::from_secs(60);
+    let opening =
+        tokio::spawn(async move { PostgresStore::open(&config, ChainHasher::sha256()).await });
+    tokio::task::block_in_place(|| cluster.restart()).unwrap();
+    let store = tokio::time::timeout(Duration::from_secs(30), opening)
+        .await
+        .expect("open finishes once PostgreSQL is up")
+        .unwrap()
+        .unwrap();
+    store.ping().await.unwrap();
+}

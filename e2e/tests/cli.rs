@@ -1,0 +1,59 @@
+//! The `e2e` command line as `make e2e` uses it: on a machine without Docker
+//! or kind (like these), the Kind platform must say what is missing and exit
+//! non-zero before trying anything, never pass silently.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+fn e2e_with_path(path: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_e2e"))
+        .args(args)
+        .env("PATH", path)
+        .env_remove("E2E_PLATFORM")
+        .output()
+        .expect("run e2e")
+}
+
+#[test]
+fn kind_without_any_tool_names_all_three_and_fails() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = e2e_with_path(empty.path(), &["test", "--platform", "kind"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must fail: {stderr}");
+    for tool in ["`docker`", "`kind`", "`kubectl`"] {
+        assert!(stderr.contains(tool), "{tool} not named in: {stderr}");
+    }
+}
+
+#[test]
+fn kind_with_only_kubectl_names_docker_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = dir.path().join("kubectl");
+    std::fs::write(&kubectl, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [
+        &["test", "--platform", "kind"][..],
+        &["up", "--platform", "kind"][..],
+    ] {
+        let out = e2e_with_path(dir.path(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must fail: {stderr}");
+        assert!(
+            stderr.contains("`docker`") && stderr.contains("`kind`"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("`kubectl`"), "kubectl is there: {stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_platform_is_refused_with_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = e2e_with_path(dir.path(), &["test", "--platform", "minikube"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("local") && stderr.contains("kind"),
+        "{stderr}"
+    );
+}
