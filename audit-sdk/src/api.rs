@@ -153,3 +153,41 @@ pub struct LegalHoldList {
     /// Every active hold, oldest first.
     pub holds: Vec<LegalHold>,
 }
+
+/// What a legal-hold journal entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum LegalHoldActionKind {
+    /// A hold was placed (re-placing an active hold records nothing).
+    Placed,
+    /// A hold was released.
+    Released,
+}
+
+/// One entry of a correlation id's legal-hold journal (append-only in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LegalHoldAction {
+    /// Placement or release.
+    pub action: LegalHoldActionKind,
+    /// The placement reason, or the release reason.
+    pub reason: String,
+    /// Who acted (the authenticated subject).
+    pub actor: String,
+    /// When.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Events held by the placement, or released by the release.
+    pub events: u64,
+}
+
+/// Answer of `GET /api/v1/audit/legal-hold/{correlation_id}/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LegalHoldHistory {
+    /// The correlation id.
+    pub correlation_id: String,
+    /// Every placement and release of a hold on it, oldest first (empty when it
+    /// was never held).
+    pub history: Vec<LegalHoldAction>,
+}

@@ -12,6 +12,7 @@ use serde_json::Value;
 const WRITER: &str = "writer-token-0123456789abcdef";
 const READER: &str = "reader-token-0123456789abcdef";
 const HUMAN: &str = "alice-token-0123456789abcdef";
+const COMPLIANCE: &str = "compliance-token-0123456789ab";
 
 fn tokens_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let path = dir.path().join("tokens.yaml");
@@ -20,7 +21,8 @@ fn tokens_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
         format!(
             "{WRITER}: {{subject: \"system:serviceaccount:kubernaut-system:gateway\", verbs: [create]}}\n\
              {READER}: {{subject: \"system:serviceaccount:kubernaut-system:audit-reader\", verbs: [list, get]}}\n\
-             {HUMAN}: {{subject: \"alice@example.com\", verbs: [create, list, get]}}\n"
+             {HUMAN}: {{subject: \"alice@example.com\", verbs: [create, list, get]}}\n\
+             {COMPLIANCE}: {{subject: \"carol@example.com\", verbs: [update]}}\n"
         ),
     )
     .unwrap();
@@ -177,4 +179,65 @@ async fn the_sdk_sends_its_token_file_over_both_transports() {
         assert_eq!(page["data"].as_array().unwrap().len(), 10, "{transport:?}");
         store.close().await;
     }
+}
+
+#[tokio::test]
+async fn legal_holds_need_the_update_verb_and_record_who_placed_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_with_tokens(&dir).await;
+    assert_eq!(post(&app, Some(WRITER), "corr-hold").await.status(), 201);
+    let hold = serde_json::json!({"correlation_id": "corr-hold", "reason": "case 7"});
+    let release = serde_json::json!({"release_reason": "case closed"});
+    let url = app.url("/api/v1/audit/legal-hold");
+    let release_url = app.url("/api/v1/audit/legal-hold/corr-hold");
+
+    // Writing and reading events is not enough to touch holds.
+    for token in [WRITER, READER, HUMAN] {
+        let attempts = [
+            app.client.post(&url).json(&hold),
+            app.client.get(&url),
+            app.client.delete(&release_url).json(&release),
+        ];
+        for attempt in attempts {
+            let body = assert_problem(
+                attempt.bearer_auth(token).send().await.unwrap(),
+                403,
+                "forbidden",
+            )
+            .await;
+            assert!(
+                body["detail"].as_str().unwrap().contains("update"),
+                "{body}"
+            );
+        }
+    }
+    assert_problem(
+        app.client.get(&url).send().await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+
+    let resp = app
+        .client
+        .post(&url)
+        .bearer_auth(COMPLIANCE)
+        .json(&hold)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let placed: Value = resp.json().await.unwrap();
+    assert_eq!(placed["placed_by"], "carol@example.com", "{placed}");
+    let resp = app
+        .client
+        .delete(&release_url)
+        .bearer_auth(COMPLIANCE)
+        .json(&release)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let released: Value = resp.json().await.unwrap();
+    assert_eq!(released["released_by"], "carol@example.com", "{released}");
 }

@@ -132,6 +132,74 @@ async fn held_events_cannot_be_deleted_until_the_hold_is_released() {
     assert_problem(resp, 404, "not-found").await;
 }
 
+#[tokio::test]
+async fn the_legal_hold_journal_cannot_be_updated_or_deleted() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let app = spawn_pg_app(&cluster).await;
+    assert_eq!(
+        app.post_batch(&events("corr-journal", 2)).await.status(),
+        201
+    );
+    let resp = app
+        .client
+        .post(app.url("/api/v1/audit/legal-hold"))
+        .json(&serde_json::json!({"correlation_id": "corr-journal", "reason": "case 8"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = app
+        .client
+        .delete(app.url("/api/v1/audit/legal-hold/corr-journal"))
+        .json(&serde_json::json!({"release_reason": "case closed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Not even a superuser may rewrite or remove an entry.
+    let db = cluster.superuser().await.unwrap();
+    for sql in [
+        "UPDATE legal_hold_history SET reason = 'rewritten' WHERE correlation_id = 'corr-journal'",
+        "DELETE FROM legal_hold_history WHERE correlation_id = 'corr-journal'",
+        "TRUNCATE legal_hold_history",
+    ] {
+        let err = db.execute(sql, &[]).await.unwrap_err();
+        let db_err = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {err}"));
+        assert_eq!(
+            db_err.code(),
+            &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+            "{sql}: {db_err}"
+        );
+        assert!(db_err.message().contains("append-only"), "{sql}: {db_err}");
+    }
+    let rows: Vec<(String, String, i64)> = db
+        .query(
+            "SELECT action, reason, events FROM legal_hold_history \
+             WHERE correlation_id = 'corr-journal' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("placed".to_owned(), "case 8".to_owned(), 2),
+            ("released".to_owned(), "case closed".to_owned(), 2),
+        ]
+    );
+    let (status, body) = app
+        .get_json("/api/v1/audit/legal-hold/corr-journal/history")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["history"].as_array().unwrap().len(), 2, "{body}");
+}
+
 const OUTAGE: Duration = Duration::from_secs(20);
 const BATCHES: usize = 60;
 const BATCH: usize = 50;

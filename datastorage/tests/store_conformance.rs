@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use audit_sdk::api::LegalHoldActionKind;
 use audit_sdk::{AuditEvent, EventOutcome};
 use chrono::{Duration, Utc};
 use datastorage::domain::chain::ChainHasher;
@@ -317,6 +318,75 @@ pub async fn legal_hold_covers_existing_and_later_events_until_released(
     assert!(ChainHasher::sha256().verify("held", &chain).is_valid);
 }
 
+pub async fn legal_hold_history_journals_every_placement_and_release(store: Arc<dyn EventStore>) {
+    assert!(store.legal_hold_history("jl").await.unwrap().is_empty());
+    store.insert_batch(batch("jl", 2)).await.unwrap();
+    store.insert_batch(batch("jl-other", 1)).await.unwrap();
+    let before = Utc::now() - Duration::seconds(5);
+
+    let (_, created) = store
+        .place_legal_hold("jl", "case 1", "alice")
+        .await
+        .unwrap();
+    assert!(created);
+    // Already held: nothing changes, nothing is journaled.
+    let (_, created) = store.place_legal_hold("jl", "dup", "bob").await.unwrap();
+    assert!(!created);
+    store.insert_batch(batch("jl", 1)).await.unwrap(); // held on arrival
+    store
+        .release_legal_hold("jl", "case 1 closed", "carol")
+        .await
+        .unwrap()
+        .unwrap();
+    // Releasing what is not held journals nothing either.
+    assert!(store
+        .release_legal_hold("jl", "nothing", "dave")
+        .await
+        .unwrap()
+        .is_none());
+    store.insert_batch(batch("jl", 2)).await.unwrap(); // 5 events now
+    let (_, created) = store
+        .place_legal_hold("jl", "case 2", "erin")
+        .await
+        .unwrap();
+    assert!(created);
+    store
+        .release_legal_hold("jl", "case 2 closed", "frank")
+        .await
+        .unwrap()
+        .unwrap();
+    // Another correlation's hold does not appear in this journal.
+    store
+        .place_legal_hold("jl-other", "x", "zed")
+        .await
+        .unwrap();
+
+    let history = store.legal_hold_history("jl").await.unwrap();
+    let got: Vec<(LegalHoldActionKind, &str, &str, u64)> = history
+        .iter()
+        .map(|a| (a.action, a.reason.as_str(), a.actor.as_str(), a.events))
+        .collect();
+    use LegalHoldActionKind::{Placed, Released};
+    assert_eq!(
+        got,
+        [
+            (Placed, "case 1", "alice", 2),
+            (Released, "case 1 closed", "carol", 3),
+            (Placed, "case 2", "erin", 5),
+            (Released, "case 2 closed", "frank", 5),
+        ]
+    );
+    let after = Utc::now() + Duration::seconds(5);
+    assert!(
+        history.windows(2).all(|w| w[0].at <= w[1].at),
+        "oldest first: {history:?}"
+    );
+    assert!(history.iter().all(|a| a.at >= before && a.at <= after));
+    let other = store.legal_hold_history("jl-other").await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!((other[0].action, other[0].events), (Placed, 1));
+}
+
 /// Instantiates every case for one backend.
 macro_rules! conformance_suite {
     ($backend:ident, $factory:path) => {
@@ -329,6 +399,7 @@ macro_rules! conformance_suite {
                 queries_filter_and_page_newest_first,
                 equal_timestamps_page_without_loss,
                 legal_hold_covers_existing_and_later_events_until_released,
+                legal_hold_history_journals_every_placement_and_release,
                 ping_answers_and_close_refuses_further_work,
             );
         }

@@ -1,12 +1,14 @@
 //! Legal hold: `POST /api/v1/audit/legal-hold`, `DELETE
-//! /api/v1/audit/legal-hold/{correlation_id}`, `GET /api/v1/audit/legal-hold`.
+//! /api/v1/audit/legal-hold/{correlation_id}`, `GET /api/v1/audit/legal-hold`,
+//! `GET /api/v1/audit/legal-hold/{correlation_id}/history`.
 //!
 //! A hold applies to a correlation id, not to a snapshot of its events: events
 //! stored later under a held correlation are held as well. Held events cannot be
 //! deleted (a database trigger refuses it) until the hold is released.
 
 use audit_sdk::api::{
-    LegalHold, LegalHoldList, LegalHoldReleaseRequest, LegalHoldReleased, LegalHoldRequest,
+    LegalHold, LegalHoldHistory, LegalHoldList, LegalHoldReleaseRequest, LegalHoldReleased,
+    LegalHoldRequest,
 };
 use audit_sdk::problem::ProblemType;
 use audit_sdk::{FieldError, Problem};
@@ -136,5 +138,28 @@ pub async fn release(
 pub async fn list(State(state): State<AppState>) -> Result<Json<LegalHoldList>, ApiError> {
     Ok(Json(LegalHoldList {
         holds: state.store.legal_holds().await?,
+    }))
+}
+
+/// The legal-hold journal of a correlation id: every placement and release, with
+/// who, when and why, oldest first. Never held: an empty history, not a 404.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/legal-hold/{correlation_id}/history",
+    tag = "legal-hold",
+    params(("correlation_id" = String, Path, description = "The correlation id")),
+    responses(
+        (status = 200, description = "The journal, oldest first (empty when never held)", body = LegalHoldHistory),
+        (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    Path(correlation_id): Path<String>,
+) -> Result<Json<LegalHoldHistory>, ApiError> {
+    let history = state.store.legal_hold_history(&correlation_id).await?;
+    Ok(Json(LegalHoldHistory {
+        correlation_id,
+        history,
     }))
 }

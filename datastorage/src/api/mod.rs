@@ -84,6 +84,10 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/audit/legal-hold/{correlation_id}",
             delete(legal_hold::release).route_layer(auth.require(Verb::Update)),
         )
+        .route(
+            "/api/v1/audit/legal-hold/{correlation_id}/history",
+            get(legal_hold::history).route_layer(auth.require(Verb::Update)),
+        )
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route(api::READYZ_PATH, get(health::readyz))
         .with_state(state.clone())

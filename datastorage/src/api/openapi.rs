@@ -20,6 +20,7 @@ use utoipa::OpenApi;
         super::legal_hold::place,
         super::legal_hold::release,
         super::legal_hold::list,
+        super::legal_hold::history,
     ),
     components(schemas(
         audit_sdk::AuditEvent,
@@ -38,6 +39,9 @@ use utoipa::OpenApi;
         audit_sdk::api::LegalHold,
         audit_sdk::api::LegalHoldReleased,
         audit_sdk::api::LegalHoldList,
+        audit_sdk::api::LegalHoldActionKind,
+        audit_sdk::api::LegalHoldAction,
+        audit_sdk::api::LegalHoldHistory,
     ))
 )]
 pub struct ApiDoc;

@@ -5,7 +5,7 @@
 //! newest-first keyset queries.
 
 use async_trait::async_trait;
-use audit_sdk::api::{LegalHold, LegalHoldReleased};
+use audit_sdk::api::{LegalHold, LegalHoldAction, LegalHoldActionKind, LegalHoldReleased};
 use audit_sdk::{AuditEvent, StoredEvent};
 use uuid::Uuid;
 
@@ -73,9 +73,34 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Every active legal hold, oldest first.
     async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError>;
 
+    /// The legal-hold journal of `correlation_id`, oldest first: one entry per
+    /// placement that created a hold and per release, written in the same
+    /// transaction as the hold change. Empty when it was never held.
+    async fn legal_hold_history(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Vec<LegalHoldAction>, StoreError>;
+
     /// Cheap liveness check of the database, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Flushes and closes; called once at shutdown after requests have drained.
     async fn close(&self);
+}
+
+/// The `action` column's text of a journal entry.
+fn action_name(kind: LegalHoldActionKind) -> &'static str {
+    match kind {
+        LegalHoldActionKind::Placed => "placed",
+        LegalHoldActionKind::Released => "released",
+    }
+}
+
+/// Reads the `action` column of a journal entry.
+fn action_kind(name: &str) -> Option<LegalHoldActionKind> {
+    match name {
+        "placed" => Some(LegalHoldActionKind::Placed),
+        "released" => Some(LegalHoldActionKind::Released),
+        _ => None,
+    }
 }

@@ -7,7 +7,10 @@
 use tokio_postgres::Client;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_init.sql"),
+    include_str!("0002_legal_hold_history.sql"),
+];
 
 /// Advisory lock key serialising migration runs (arbitrary, fixed).
 const MIGRATION_LOCK: i64 = 0x6175_6469_745f_6d69; // "audit_mi"

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use audit_sdk::api::{LegalHold, LegalHoldReleased};
+use audit_sdk::api::{LegalHold, LegalHoldAction, LegalHoldActionKind, LegalHoldReleased};
 use audit_sdk::{AuditEvent, EventOutcome, StoredEvent};
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -35,7 +35,7 @@ use tokio_postgres::{NoTls, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{EventStore, InsertOutcome, StoreError};
+use super::{action_kind, action_name, EventStore, InsertOutcome, StoreError};
 use crate::domain::chain::ChainHasher;
 use crate::domain::query::EventQuery;
 
@@ -711,15 +711,27 @@ impl EventStore for PostgresStore {
             .await
             .map_err(classify)?
             == 1;
-        tx.execute(
-            "UPDATE audit_events e SET legal_hold = true, legal_hold_reason = h.reason, \
-             legal_hold_placed_by = h.placed_by, legal_hold_placed_at = h.placed_at \
-             FROM legal_holds h WHERE h.correlation_id = $1 \
-             AND e.correlation_id = $1 AND NOT e.legal_hold",
-            &[&correlation_id],
-        )
-        .await
-        .map_err(classify)?;
+        let held = tx
+            .execute(
+                "UPDATE audit_events e SET legal_hold = true, legal_hold_reason = h.reason, \
+                 legal_hold_placed_by = h.placed_by, legal_hold_placed_at = h.placed_at \
+                 FROM legal_holds h WHERE h.correlation_id = $1 \
+                 AND e.correlation_id = $1 AND NOT e.legal_hold",
+                &[&correlation_id],
+            )
+            .await
+            .map_err(classify)?;
+        if created {
+            record_action(
+                &tx,
+                correlation_id,
+                LegalHoldActionKind::Placed,
+                reason,
+                placed_by,
+                held,
+            )
+            .await?;
+        }
         let row = tx
             .query_one(
                 &format!("{SELECT_HOLDS} WHERE h.correlation_id = $1"),
@@ -761,6 +773,15 @@ impl EventStore for PostgresStore {
             )
             .await
             .map_err(classify)?;
+        record_action(
+            &tx,
+            correlation_id,
+            LegalHoldActionKind::Released,
+            release_reason,
+            released_by,
+            released,
+        )
+        .await?;
         tx.commit().await.map_err(classify)?;
         Ok(Some(LegalHoldReleased {
             correlation_id: correlation_id.to_owned(),
@@ -780,6 +801,25 @@ impl EventStore for PostgresStore {
             .await
             .map_err(classify)?;
         Ok(rows.iter().map(hold_from_row).collect())
+    }
+
+    async fn legal_hold_history(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Vec<LegalHoldAction>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT action, reason, actor, at, events FROM legal_hold_history \
+                 WHERE correlation_id = $1 ORDER BY id",
+            )
+            .await
+            .map_err(classify)?;
+        let rows = client
+            .query(&stmt, &[&correlation_id])
+            .await
+            .map_err(classify)?;
+        rows.iter().map(action_from_row).collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -808,4 +848,46 @@ fn hold_from_row(row: &Row) -> LegalHold {
         placed_at: row.get(3),
         events_held: row.get::<_, i64>(4).max(0) as u64,
     }
+}
+
+/// Appends one entry to the legal-hold journal (inside the hold change's
+/// transaction; `at` is the transaction's `now()`, as the hold's `placed_at`).
+async fn record_action(
+    tx: &deadpool_postgres::Transaction<'_>,
+    correlation_id: &str,
+    kind: LegalHoldActionKind,
+    reason: &str,
+    actor: &str,
+    events: u64,
+) -> Result<(), StoreError> {
+    let events = i64::try_from(events).map_err(|e| StoreError::Internal(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO legal_hold_history (correlation_id, action, reason, actor, at, events) \
+         VALUES ($1, $2, $3, $4, now(), $5)",
+        &[
+            &correlation_id,
+            &action_name(kind),
+            &reason,
+            &actor,
+            &events,
+        ],
+    )
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+fn action_from_row(row: &Row) -> Result<LegalHoldAction, StoreError> {
+    let name: String = row.get(0);
+    Ok(LegalHoldAction {
+        action: action_kind(&name).ok_or_else(|| {
+            StoreError::Internal(format!(
+                "unreadable legal_hold_history row: unknown action {name:?}"
+            ))
+        })?,
+        reason: row.get(1),
+        actor: row.get(2),
+        at: row.get(3),
+        events: row.get::<_, i64>(4).max(0) as u64,
+    })
 }

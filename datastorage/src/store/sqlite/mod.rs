@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use audit_sdk::api::{LegalHold, LegalHoldReleased};
+use audit_sdk::api::{LegalHold, LegalHoldAction, LegalHoldActionKind, LegalHoldReleased};
 use audit_sdk::{AuditEvent, StoredEvent};
 use chrono::Utc;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{EventStore, InsertOutcome, StoreError};
+use super::{action_kind, action_name, EventStore, InsertOutcome, StoreError};
 use crate::domain::chain::ChainHasher;
 use crate::domain::query::EventQuery;
 
@@ -359,18 +359,30 @@ impl EventStore for SqliteStore {
         );
         self.with_writer(move |conn, _| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = Utc::now().timestamp_micros();
             let created = tx.execute(
                 "INSERT INTO legal_holds (correlation_id, reason, placed_by, placed_at) \
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT (correlation_id) DO NOTHING",
-                rusqlite::params![corr, reason, by, Utc::now().timestamp_micros()],
+                rusqlite::params![corr, reason, by, now],
             )? == 1;
-            tx.execute(
+            let held = tx.execute(
                 "UPDATE audit_events SET legal_hold = 1, legal_hold_reason = h.reason, \
                  legal_hold_placed_by = h.placed_by, legal_hold_placed_at = h.placed_at \
                  FROM legal_holds h WHERE h.correlation_id = ?1 \
                  AND audit_events.correlation_id = ?1 AND audit_events.legal_hold = 0",
                 [&corr],
             )?;
+            if created {
+                record_action(
+                    &tx,
+                    &corr,
+                    LegalHoldActionKind::Placed,
+                    &reason,
+                    &by,
+                    now,
+                    held,
+                )?;
+            }
             let hold = tx.query_row(
                 &format!("{SELECT_HOLDS} WHERE h.correlation_id = ?1"),
                 [&corr],
@@ -401,6 +413,16 @@ impl EventStore for SqliteStore {
                  WHERE correlation_id = ?1 AND legal_hold = 1",
                 [&corr],
             )?;
+            let now = Utc::now().timestamp_micros();
+            record_action(
+                &tx,
+                &corr,
+                LegalHoldActionKind::Released,
+                &reason,
+                &by,
+                now,
+                released,
+            )?;
             tx.commit()?;
             Ok(Some(LegalHoldReleased {
                 correlation_id: corr,
@@ -418,6 +440,22 @@ impl EventStore for SqliteStore {
                 "{SELECT_HOLDS} ORDER BY h.placed_at, h.correlation_id"
             ))?;
             let rows = stmt.query_map([], hold_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn legal_hold_history(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Vec<LegalHoldAction>, StoreError> {
+        let corr = correlation_id.to_owned();
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT action, reason, actor, at, events FROM legal_hold_history \
+                 WHERE correlation_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([corr], action_from_row)?;
             rows.collect()
         })
         .await
@@ -474,5 +512,49 @@ fn hold_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LegalHold> {
         placed_by: row.get(2)?,
         placed_at: chrono::DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default(),
         events_held: row.get::<_, i64>(4)?.max(0) as u64,
+    })
+}
+
+/// Appends one entry to the legal-hold journal (inside the hold change's transaction).
+fn record_action(
+    tx: &rusqlite::Transaction<'_>,
+    correlation_id: &str,
+    kind: LegalHoldActionKind,
+    reason: &str,
+    actor: &str,
+    at_micros: i64,
+    events: usize,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO legal_hold_history (correlation_id, action, reason, actor, at, events) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(rusqlite::params![
+        correlation_id,
+        action_name(kind),
+        reason,
+        actor,
+        at_micros,
+        events as i64
+    ])?;
+    Ok(())
+}
+
+fn action_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LegalHoldAction> {
+    let name: String = row.get(0)?;
+    let action = action_kind(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown legal-hold action {name:?}").into(),
+        )
+    })?;
+    let micros: i64 = row.get(3)?;
+    Ok(LegalHoldAction {
+        action,
+        reason: row.get(1)?,
+        actor: row.get(2)?,
+        at: chrono::DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default(),
+        events: row.get::<_, i64>(4)?.max(0) as u64,
     })
 }
