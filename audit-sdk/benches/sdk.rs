@@ -11,13 +11,12 @@
 //! - `sdk-http`, `sdk-grpc`: `record()` of every event then `flush()`, timed
 //!   until DataStorage acknowledged the last one.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audit_sdk::{AuditConfig, AuditEvent, AuditStore, TransportKind};
 use datastorage::config::Config;
 use datastorage::startup::Application;
-use datastorage::testing::bench::report;
+use datastorage::testing::bench::{post_batches, report};
 use tokio_util::sync::CancellationToken;
 
 fn events(total: usize, tag: &str) -> Vec<AuditEvent> {
@@ -92,36 +91,8 @@ fn record_only(total: usize) -> f64 {
 
 async fn baseline_ingest(server: &Server, batch: &[AuditEvent]) -> f64 {
     let url = format!("{}/api/v1/audit/events/batch", server.url);
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
-        batch
-            .chunks(1000)
-            .map(|c| serde_json::to_vec(c).unwrap())
-            .collect(),
-    );
-    let client = reqwest::Client::new();
-    let clients = 4;
-    let started = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|w| {
-            let (bodies, client, url) = (bodies.clone(), client.clone(), url.clone());
-            tokio::spawn(async move {
-                for body in bodies.iter().skip(w).step_by(clients) {
-                    let resp = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(resp.status(), 201);
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.unwrap();
-    }
-    batch.len() as f64 / started.elapsed().as_secs_f64()
+    let elapsed = post_batches(&url, batch, 1000, 4, None).await;
+    batch.len() as f64 / elapsed.as_secs_f64()
 }
 
 async fn sdk_end_to_end(server: &Server, transport: TransportKind, batch: Vec<AuditEvent>) -> f64 {

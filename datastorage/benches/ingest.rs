@@ -13,7 +13,6 @@
 //! Ratios are reported against `direct`. `http+auth` repeats `http` with
 //! static-token authentication on, to show what the auth check costs.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audit_sdk::AuditEvent;
@@ -23,32 +22,8 @@ use datastorage::domain::chain::ChainHasher;
 use datastorage::startup::Application;
 use datastorage::store::sqlite::{rows, SqliteConfig, SqliteStore};
 use datastorage::store::EventStore;
-use datastorage::testing::bench::report;
+use datastorage::testing::bench::{post_batches, report, sample_events};
 use tokio_util::sync::CancellationToken;
-
-fn generate(total: usize, correlations: usize) -> Vec<AuditEvent> {
-    (0..total)
-        .map(|n| {
-            AuditEvent::builder(
-                "gateway.signal.received",
-                format!("rr-bench-{}", n % correlations),
-            )
-            .category("gateway")
-            .action("received")
-            .actor("service", "gateway")
-            .resource("Deployment", format!("payments/api-{}", n % 97))
-            .namespace("payments")
-            .severity("critical")
-            .data("signal_name", "HighMemoryUsage")
-            .data("fingerprint", format!("{:064x}", n))
-            .data(
-                "labels",
-                serde_json::json!({"team": "payments", "env": "prod"}),
-            )
-            .build()
-        })
-        .collect()
-}
 
 /// A static token for the `http+auth` measurement.
 const BENCH_TOKEN: &str = "bench-writer-token-0123456789";
@@ -85,38 +60,14 @@ async fn bench_http(
     let stop = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(stop.clone()));
 
-    // Bodies are serialised before the clock starts: the client's cost is not ours.
-    let bodies: Vec<bytes::Bytes> = events
-        .chunks(batch)
-        .map(|c| serde_json::to_vec(c).unwrap().into())
-        .collect();
-    let bodies = Arc::new(bodies);
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|w| {
-            let (bodies, client, url) = (bodies.clone(), client.clone(), url.clone());
-            tokio::spawn(async move {
-                for body in bodies.iter().skip(w).step_by(clients) {
-                    let mut request = client.post(&url);
-                    if with_auth {
-                        request = request.bearer_auth(BENCH_TOKEN);
-                    }
-                    let resp = request
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.unwrap();
-    }
-    let elapsed = started.elapsed();
+    let elapsed = post_batches(
+        &url,
+        events,
+        batch,
+        clients,
+        with_auth.then_some(BENCH_TOKEN),
+    )
+    .await;
     stop.cancel();
     server.await.unwrap().unwrap();
     elapsed
@@ -179,7 +130,7 @@ fn main() {
     let total = numbers.first().copied().unwrap_or(100_000);
     let batch = numbers.get(1).copied().unwrap_or(1000);
     let clients = numbers.get(2).copied().unwrap_or(4);
-    let events = generate(total, 100);
+    let events = sample_events(total, "rr-bench", 100);
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     // Warm-up (page cache, allocator, connection pool), not reported.

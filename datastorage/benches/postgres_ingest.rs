@@ -15,7 +15,6 @@
 //!    and `GET /api/v1/audit/events?correlation_id=…` (default page of 100) is
 //!    timed; p50 / p99 / max.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audit_sdk::AuditEvent;
@@ -23,7 +22,7 @@ use chrono::Utc;
 use datastorage::config::{Backend, Config};
 use datastorage::domain::chain::ChainHasher;
 use datastorage::startup::Application;
-use datastorage::testing::bench::report;
+use datastorage::testing::bench::{post_batches, report, sample_events};
 use datastorage::testing::pg::PgCluster;
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -46,30 +45,6 @@ const BENCH_SETTINGS: &[(&str, &str)] = &[
 const QUERY_TABLE_ROWS: usize = 1_000_000;
 const QUERY_CORRELATIONS: usize = 10_000;
 const QUERIES: usize = 2_000;
-
-fn generate(total: usize, prefix: &str, correlations: usize) -> Vec<AuditEvent> {
-    (0..total)
-        .map(|n| {
-            AuditEvent::builder(
-                "gateway.signal.received",
-                format!("{prefix}-{}", n % correlations),
-            )
-            .category("gateway")
-            .action("received")
-            .actor("service", "gateway")
-            .resource("Deployment", format!("payments/api-{}", n % 97))
-            .namespace("payments")
-            .severity("critical")
-            .data("signal_name", "HighMemoryUsage")
-            .data("fingerprint", format!("{:064x}", n))
-            .data(
-                "labels",
-                serde_json::json!({"team": "payments", "env": "prod"}),
-            )
-            .build()
-        })
-        .collect()
-}
 
 const COPY_COLUMNS: &str = "event_id, version, event_type, event_timestamp, event_date, \
     event_category, event_action, event_outcome, actor_type, actor_id, actor_ip, resource_type, \
@@ -208,6 +183,9 @@ async fn main() {
     let total = args.first().copied().unwrap_or(200_000);
     let batch = args.get(1).copied().unwrap_or(1000);
     let clients = args.get(2).copied().unwrap_or(4);
+    // Correlation ids the events are spread over: every batch touches up to
+    // this many chains, each needing its head read, locked and advanced.
+    let correlations = args.get(3).copied().unwrap_or(1000).max(1);
 
     let cluster = match PgCluster::start_with(BENCH_SETTINGS) {
         Ok(c) => c,
@@ -242,37 +220,10 @@ async fn main() {
     let db = cluster.superuser().await.unwrap();
 
     // (a) HTTP batch ingest. Bodies are serialised before the clock starts.
-    let events = generate(total, "rr-http", 1000);
-    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
-        events
-            .chunks(batch)
-            .map(|c| serde_json::to_vec(c).unwrap().into())
-            .collect(),
-    );
+    let events = sample_events(total, "rr-http", correlations);
     let client = reqwest::Client::new();
     let url = format!("{base}/api/v1/audit/events/batch");
-    let started = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|w| {
-            let (bodies, client, url) = (bodies.clone(), client.clone(), url.clone());
-            tokio::spawn(async move {
-                for body in bodies.iter().skip(w).step_by(clients) {
-                    let resp = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.unwrap();
-    }
-    let http = started.elapsed();
+    let http = post_batches(&url, &events, batch, clients, None).await;
 
     // (b) The same rows (fresh ids, own correlations) by raw binary COPY.
     let rows = chain_rows(
@@ -295,7 +246,7 @@ async fn main() {
     let copy_rate = total as f64 / copy_time.as_secs_f64();
     println!(
         "\ningest of {total} events (batch {batch}, {clients} HTTP clients, \
-         1000 correlation ids):"
+         {correlations} correlation ids):"
     );
     println!(
         "  http  {:>10.0} events/s  ({:.2} s)",
@@ -324,7 +275,7 @@ async fn main() {
         .get(0);
     let missing = QUERY_TABLE_ROWS.saturating_sub(present as usize);
     let fill_started = Instant::now();
-    for chunk in generate(missing, "rr-query", QUERY_CORRELATIONS).chunks(200_000) {
+    for chunk in sample_events(missing, "rr-query", QUERY_CORRELATIONS).chunks(200_000) {
         copy(&db, &chain_rows(chunk.to_vec())).await;
     }
     db.batch_execute("VACUUM ANALYZE audit_events")

@@ -5,6 +5,10 @@
 //! worth comparing, a line `bench-result {json}` written by [`report`] and read
 //! back by [`parse`].
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit_sdk::AuditEvent;
 use serde::{Deserialize, Serialize};
 
 /// The prefix that marks a result line in a bench's output.
@@ -52,6 +56,81 @@ pub fn parse(output: &str) -> Vec<BenchResult> {
         .filter_map(|l| l.trim_start().strip_prefix(PREFIX))
         .filter_map(|json| serde_json::from_str(json).ok())
         .collect()
+}
+
+/// `total` events shaped like the Gateway's `signal.received`, spread round-robin
+/// over `correlations` correlation ids `<prefix>-<n>`.
+pub fn sample_events(total: usize, prefix: &str, correlations: usize) -> Vec<AuditEvent> {
+    let correlations = correlations.max(1);
+    (0..total)
+        .map(|n| {
+            AuditEvent::builder(
+                "gateway.signal.received",
+                format!("{prefix}-{}", n % correlations),
+            )
+            .category("gateway")
+            .action("received")
+            .actor("service", "gateway")
+            .resource("Deployment", format!("payments/api-{}", n % 97))
+            .namespace("payments")
+            .severity("critical")
+            .data("signal_name", "HighMemoryUsage")
+            .data("fingerprint", format!("{n:064x}"))
+            .data(
+                "labels",
+                serde_json::json!({"team": "payments", "env": "prod"}),
+            )
+            .build()
+        })
+        .collect()
+}
+
+/// Posts `events` to a batch endpoint in batches of `batch` from `clients`
+/// concurrent connections and returns how long that took. The bodies are
+/// serialised before the clock starts (the client's cost is not the
+/// server's); any answer but 201 panics.
+pub async fn post_batches(
+    url: &str,
+    events: &[AuditEvent],
+    batch: usize,
+    clients: usize,
+    token: Option<&str>,
+) -> Duration {
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        events
+            .chunks(batch.max(1))
+            .map(|c| serde_json::to_vec(c).expect("events serialize"))
+            .collect(),
+    );
+    let client = reqwest::Client::new();
+    let clients = clients.max(1);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let (bodies, client) = (bodies.clone(), client.clone());
+            let (url, token) = (url.to_owned(), token.map(str::to_owned));
+            tokio::spawn(async move {
+                for body in bodies.iter().skip(w).step_by(clients) {
+                    let mut request = client.post(&url);
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    let resp = request
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("the server answers");
+                    let status = resp.status();
+                    assert_eq!(status, 201, "{}", resp.text().await.unwrap_or_default());
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("a bench client panicked");
+    }
+    started.elapsed()
 }
 
 #[cfg(test)]
