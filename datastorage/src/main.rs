@@ -49,7 +49,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate if config.store.backend == datastorage::config::Backend::Postgres => {
             // Migrates even when `store.postgres.migrate_on_start` is off (a Job's work).
-            let ran = datastorage::store::postgres::migrate(&config.store.postgres).await?;
+            let pg = &config.store.postgres;
+            let ran = datastorage::store::postgres::migrate(pg)
+                .await
+                .with_context(|| format!("migrating PostgreSQL at {}:{}", pg.host, pg.port))?;
             tracing::info!(applied = ran, "migrations applied");
             Ok(())
         }

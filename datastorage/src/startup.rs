@@ -117,7 +117,10 @@ pub async fn open_store(
         Backend::Postgres => Arc::new(
             PostgresStore::open(&config.store.postgres, hasher)
                 .await
-                .context("opening the PostgreSQL store")?,
+                .with_context(|| {
+                    let pg = &config.store.postgres;
+                    format!("opening the PostgreSQL store at {}:{}", pg.host, pg.port)
+                })?,
         ),
     })
 }

@@ -189,3 +189,65 @@ async fn a_store_opened_before_postgres_is_up_waits_for_it_within_startup_timeou
         .unwrap();
     store.ping().await.unwrap();
 }
+
+/// `datastorage migrate` as the Kubernetes init container runs it: the real
+/// binary, configured by environment, against a server that is up, then one
+/// that is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migrate_command_applies_every_migration_and_fails_when_postgres_stays_down() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let migrate = |port: u16, startup_timeout: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_datastorage"))
+            .arg("migrate")
+            .env("DATASTORAGE_STORE__BACKEND", "postgres")
+            .env("DATASTORAGE_STORE__POSTGRES__HOST", "127.0.0.1")
+            .env("DATASTORAGE_STORE__POSTGRES__PORT", port.to_string())
+            .env("DATASTORAGE_STORE__POSTGRES__USER", "postgres")
+            .env("DATASTORAGE_STORE__POSTGRES__DBNAME", "postgres")
+            .env("DATASTORAGE_STORE__POSTGRES__CONNECT_TIMEOUT", "500ms")
+            .env(
+                "DATASTORAGE_STORE__POSTGRES__STARTUP_TIMEOUT",
+                startup_timeout,
+            )
+            .env("DATASTORAGE_LOG__FORMAT", "json")
+            .output()
+            .expect("run datastorage migrate")
+    };
+
+    let out = tokio::task::block_in_place(|| migrate(cluster.port(), "10s"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = cluster.superuser().await.unwrap();
+    let versions: i64 = db
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        versions as usize,
+        datastorage::store::postgres::latest_version()
+    );
+    // Running it again is a no-op, not an error (init containers rerun).
+    let again = tokio::task::block_in_place(|| migrate(cluster.port(), "10s"));
+    assert!(again.status.success());
+
+    // Nothing listens: after its startup allowance it exits non-zero, saying why.
+    let nobody = datastorage::testing::ports::free_port();
+    let started = Instant::now();
+    let down = tokio::task::block_in_place(|| migrate(nobody, "1s"));
+    assert!(!down.status.success());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        stderr.contains(&format!("migrating PostgreSQL at 127.0.0.1:{nobody}")),
+        "{stderr}"
+    );
+    // It retried (and said so) before giving up.
+    let log = String::from_utf8_lossy(&down.stdout);
+    assert!(log.contains("PostgreSQL is not reachable yet"), "{log}");
+}
