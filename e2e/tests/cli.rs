@@ -57,3 +57,28 @@ fn an_unknown_platform_is_refused_with_the_choices() {
         "{stderr}"
     );
 }
+
+#[test]
+fn kind_with_every_tool_but_no_docker_engine_says_the_engine_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let tool = |name: &str, script: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    tool("kubectl", "#!/bin/sh\nexit 0\n");
+    tool("kind", "#!/bin/sh\nexit 0\n");
+    // A docker CLI whose daemon is not running, as on these machines.
+    tool(
+        "docker",
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2\nexit 1\n",
+    );
+    let out = e2e_with_path(dir.path(), &["test", "--platform", "kind"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("engine does not answer"), "{stderr}");
+    assert!(
+        stderr.contains("Cannot connect to the Docker daemon"),
+        "{stderr}"
+    );
+}

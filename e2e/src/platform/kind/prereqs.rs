@@ -67,14 +67,44 @@ pub fn missing_in(path: Option<&OsStr>) -> Vec<Prerequisite> {
         .collect()
 }
 
-/// `Ok` when every tool is on `PATH`; otherwise an error listing each missing
-/// one with its install hint (what `make e2e` prints before exiting non-zero).
+/// `Ok` when every tool is on `PATH` and the Docker engine answers; otherwise
+/// an error listing each missing tool with its install hint, or saying that
+/// the engine is down (what `make e2e` prints before exiting non-zero).
 pub fn check_prerequisites() -> anyhow::Result<()> {
     let missing = missing_prerequisites();
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        anyhow::bail!("{}", report(&missing));
     }
-    anyhow::bail!("{}", report(&missing))
+    if let Some(problem) = docker_engine_problem() {
+        anyhow::bail!("{problem}");
+    }
+    Ok(())
+}
+
+/// Why the Docker engine cannot be used, when `docker info` fails: a
+/// `docker` CLI without a running engine (as on these CI machines) would
+/// otherwise fail minutes later inside `kind create cluster`.
+fn docker_engine_problem() -> Option<String> {
+    let out = match std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => return None,
+        Ok(out) => out,
+        Err(e) => return Some(format!("`docker info` could not run: {e}")),
+    };
+    let said = String::from_utf8_lossy(&out.stderr);
+    let reason = said
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("no reason given");
+    Some(format!(
+        "`docker` is installed but its engine does not answer (`docker info`: {reason}); \
+         start the Docker daemon (or Docker Desktop) and retry\n\
+         (`make e2e-local` runs the same scenarios without Docker or kind)"
+    ))
 }
 
 /// A multi-line report of `missing`, one tool a line.
