@@ -236,11 +236,13 @@ fn write_tokens(path: &Path, platform: &dyn Platform) -> anyhow::Result<()> {
 
 fn print_endpoints(platform: &dyn Platform) {
     let e = platform.endpoints();
+    // Without the trailing slash, so `$URL/api/...` pastes into curl as is.
+    let show = |u: &url::Url| u.as_str().trim_end_matches('/').to_owned();
     println!("{} stack is up:", platform.name());
-    println!("  DataStorage API     {}", e.data_storage_api);
-    println!("  DataStorage health  {}", e.data_storage_health);
-    println!("  Gateway API         {}", e.gateway_api);
-    println!("  Gateway health      {}", e.gateway_health);
+    println!("  DataStorage API     {}", show(&e.data_storage_api));
+    println!("  DataStorage health  {}", show(&e.data_storage_health));
+    println!("  Gateway API         {}", show(&e.gateway_api));
+    println!("  Gateway health      {}", show(&e.gateway_health));
 }
 
 /// The newest log file of `component` in the `e2e up` directory.
