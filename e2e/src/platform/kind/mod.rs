@@ -14,7 +14,7 @@
 //! - [`plan`]: which commands run, in which order (pure, unit-tested);
 //! - [`runner`]: running them with captured output;
 //! - [`stack`]: workloads and host URLs read from the rendered overlay;
-//! - [`wait`]: polls with deadlines;
+//! - [`wait`]: kube-rs watches (HTTP: polls) with deadlines;
 //! - [`workloads`]: scale, kill, re-point the Gateway, logs;
 //! - [`tokens`]: the test callers' tokens (TokenRequest);
 //! - [`diagnostics`]: the post-mortem;

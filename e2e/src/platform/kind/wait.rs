@@ -1,33 +1,50 @@
 //! Waiting for the cluster to reach a state, with a deadline.
 //!
-//! Each wait polls the API (or an HTTP endpoint) once a second until its
-//! condition holds, and remembers what it saw last: when the deadline passes,
-//! the error names the object and its last observed conditions
+//! The Kubernetes-object waits are driven by kube-rs watches
+//! ([`kube::runtime::watcher`]) on the watched resource, with the same label
+//! or field selector a one-off `GET` would use: the watcher lists the objects
+//! once (the initial list counts as the first event), then follows `WATCH`
+//! events from that list's resource version. Every event updates a local
+//! snapshot of the matching objects and the wait's condition is re-evaluated
+//! on it; a wait over two resources (Pods *and* their Service's
+//! EndpointSlices) merges both streams and re-evaluates on either. A watch
+//! error (the API briefly down, a `410 Gone` that forces a re-list) does not
+//! end the wait: the watcher restarts itself after an exponential backoff
+//! ([`WatchStreamExt::default_backoff`]) and the error is remembered as the
+//! last observation. Only HTTP waits ([`http_ok`]) poll, once a second, since
+//! there is nothing to watch.
+//!
+//! Every wait runs under one `tokio::time::timeout` and remembers what it saw
+//! last: when the deadline passes, the error names the object and its last
+//! observed conditions
 //! (`Ready=False (ContainersNotReady …); datastorage: waiting CrashLoopBackOff`),
-//! which is usually the whole diagnosis. Polling rather than watches: a
-//! watch stream adds resource versions, bookmarks and `410 Gone` restarts for
-//! no gain at this scale, and a poll is one request a test can answer.
+//! which is usually the whole diagnosis.
 //!
 //! The reference platform deployed services before their dependency was
 //! usable, so "usable" here is strict: Pod `Ready` *and* a ready endpoint in
 //! the Service's EndpointSlice (what kube-proxy routes to), then HTTP.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
 use std::future::Future;
+use std::pin::pin;
 use std::time::Duration;
 
+use futures_util::stream::{self, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::stack::PodSet;
 use crate::progress::seconds;
 
-/// Time between two polls.
+/// Time between two polls of an HTTP wait.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The label every EndpointSlice carries with its Service's name.
@@ -42,11 +59,12 @@ pub struct WaitTimeout {
     /// `Ready with a ready endpoint in its EndpointSlice`.
     pub goal: String,
     pub waited: Duration,
-    /// What the last poll saw (conditions, container states, an API error).
+    /// What the last event or poll showed (conditions, container states, an
+    /// API error).
     pub last_observed: String,
 }
 
-/// What one poll saw.
+/// What one observation showed.
 #[derive(Debug)]
 pub enum Seen<T> {
     /// The condition holds.
@@ -55,9 +73,13 @@ pub enum Seen<T> {
     Pending(String),
 }
 
-/// Polls `probe` until it reports [`Seen::Done`] or `timeout` passes. A probe
-/// error (the API briefly unreachable) counts as "not yet" and is reported
-/// as the last observation if nothing better follows.
+/// The starting value of the last observation.
+const NOTHING_YET: &str = "nothing yet (no answer)";
+
+/// Polls `probe` every [`POLL_INTERVAL`] until it reports [`Seen::Done`] or
+/// `timeout` passes. For what has no watch (HTTP). A probe error counts as
+/// "not yet" and is reported as the last observation if nothing better
+/// follows.
 pub async fn poll<T, F, Fut>(
     object: &str,
     goal: &str,
@@ -68,7 +90,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Seen<T>>>,
 {
-    let mut last = "nothing yet (no answer)".to_owned();
+    let mut last = NOTHING_YET.to_owned();
     let outcome = tokio::time::timeout(timeout, async {
         loop {
             match probe().await {
@@ -80,12 +102,152 @@ where
         }
     })
     .await;
-    outcome.map_err(|_| WaitTimeout {
+    outcome.map_err(|_| timed_out(object, goal, timeout, last))
+}
+
+/// Follows `events` (watch streams) until `observe` reports [`Seen::Done`]
+/// or `timeout` passes. `observe` sees every event and answers `None` when it
+/// has nothing to evaluate yet (an initial list still coming in). A watch
+/// error does not end the wait — the stream retries with backoff — and is
+/// kept as the last observation until an event replaces it.
+async fn watch_until<E, T>(
+    object: &str,
+    goal: &str,
+    timeout: Duration,
+    events: impl Stream<Item = watcher::Result<E>>,
+    mut observe: impl FnMut(E) -> Option<Seen<T>>,
+) -> Result<T, WaitTimeout> {
+    let mut last = NOTHING_YET.to_owned();
+    let outcome = tokio::time::timeout(timeout, async {
+        let mut events = pin!(events);
+        while let Some(event) = events.next().await {
+            match event.map(&mut observe) {
+                Ok(Some(Seen::Done(value))) => return value,
+                Ok(Some(Seen::Pending(state))) => last = state,
+                Ok(None) => {}
+                Err(e) => last = format!("error: {e}"),
+            }
+        }
+        // A watcher restarts itself and never ends; should one, only the
+        // deadline is left.
+        std::future::pending().await
+    })
+    .await;
+    outcome.map_err(|_| timed_out(object, goal, timeout, last))
+}
+
+fn timed_out(object: &str, goal: &str, waited: Duration, last_observed: String) -> WaitTimeout {
+    WaitTimeout {
         object: object.to_owned(),
         goal: goal.to_owned(),
-        waited: timeout,
-        last_observed: last,
+        waited,
+        last_observed,
+    }
+}
+
+/// A watcher on `api` with `config`, restarting after errors with kube's
+/// default backoff.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = watcher::Result<Event<K>>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(api, config).default_backoff()
+}
+
+/// The objects a watch shows: the last complete list plus every event since.
+struct Snapshot<K> {
+    /// An initial list has completed.
+    listed: bool,
+    objects: BTreeMap<String, K>,
+    /// A (re-)list in progress; replaces `objects` when it completes.
+    listing: Option<BTreeMap<String, K>>,
+}
+
+impl<K> Default for Snapshot<K> {
+    fn default() -> Self {
+        Snapshot {
+            listed: false,
+            objects: BTreeMap::new(),
+            listing: None,
+        }
+    }
+}
+
+impl<K: Resource> Snapshot<K> {
+    /// Applies one watch event; `true` when the snapshot is complete and may
+    /// have changed, i.e. worth re-evaluating.
+    fn apply(&mut self, event: Event<K>) -> bool {
+        match event {
+            Event::Init => {
+                self.listing = Some(BTreeMap::new());
+                false
+            }
+            Event::InitApply(object) => {
+                self.listing
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key(&object), object);
+                false
+            }
+            Event::InitDone => {
+                self.objects = self.listing.take().unwrap_or_default();
+                self.listed = true;
+                true
+            }
+            Event::Apply(object) => {
+                self.objects.insert(key(&object), object);
+                self.listed
+            }
+            Event::Delete(object) => {
+                self.objects.remove(&key(&object));
+                self.listed
+            }
+        }
+    }
+
+    fn objects(&self) -> Vec<&K> {
+        self.objects.values().collect()
+    }
+}
+
+fn key<K: Resource>(object: &K) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// Watches the objects of one resource and evaluates `probe` on all of them
+/// after the initial list and after every event.
+async fn watch_objects<K, T>(
+    object: &str,
+    goal: &str,
+    timeout: Duration,
+    api: Api<K>,
+    config: watcher::Config,
+    mut probe: impl FnMut(&[&K]) -> Seen<T>,
+) -> Result<T, WaitTimeout>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut seen = Snapshot::default();
+    watch_until(object, goal, timeout, watch(api, config), |event| {
+        seen.apply(event).then(|| probe(&seen.objects()))
     })
+    .await
+}
+
+/// A watch config selecting the one object called `name`.
+fn named(name: &str) -> watcher::Config {
+    watcher::Config::default().fields(&format!("metadata.name={name}"))
+}
+
+/// A watch config selecting `set`'s Pods.
+fn pods_of(set: &PodSet) -> watcher::Config {
+    watcher::Config::default().labels(&set.selector)
 }
 
 /// Until the CustomResourceDefinition `name` has `Established=True`.
@@ -95,43 +257,47 @@ pub async fn crd_established(
     timeout: Duration,
 ) -> Result<(), WaitTimeout> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    poll(
+    watch_objects(
         &format!("CustomResourceDefinition {name}"),
         "Established",
         timeout,
-        || async {
-            let Some(crd) = api.get_opt(name).await? else {
-                return Ok(Seen::Pending("not found".into()));
-            };
-            let conditions: Vec<_> = crd
-                .status
-                .iter()
-                .flat_map(|s| s.conditions.iter().flatten())
-                .collect();
-            if conditions
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-            {
-                return Ok(Seen::Done(()));
-            }
-            Ok(Seen::Pending(
-                conditions
-                    .iter()
-                    .map(|c| {
-                        condition_text(
-                            &c.type_,
-                            &c.status,
-                            c.reason.as_deref(),
-                            c.message.as_deref(),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-                    .if_empty("no conditions yet"),
-            ))
-        },
+        api,
+        named(name),
+        crd_state,
     )
     .await
+}
+
+fn crd_state(crds: &[&CustomResourceDefinition]) -> Seen<()> {
+    let Some(crd) = crds.first() else {
+        return Seen::Pending("not found".into());
+    };
+    let conditions: Vec<_> = crd
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .collect();
+    if conditions
+        .iter()
+        .any(|c| c.type_ == "Established" && c.status == "True")
+    {
+        return Seen::Done(());
+    }
+    Seen::Pending(
+        conditions
+            .iter()
+            .map(|c| {
+                condition_text(
+                    &c.type_,
+                    &c.status,
+                    c.reason.as_deref(),
+                    c.message.as_deref(),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+            .if_empty("no conditions yet"),
+    )
 }
 
 /// Until at least `set.replicas` live (not terminating) Pods of `set` have
@@ -143,7 +309,6 @@ pub async fn pods_condition(
     condition: &str,
     timeout: Duration,
 ) -> Result<(), WaitTimeout> {
-    let pods = pods_api(client, set);
     let goal = if condition == "Initialized" && !set.init_containers.is_empty() {
         format!(
             "Initialized (init containers {} completed)",
@@ -152,60 +317,87 @@ pub async fn pods_condition(
     } else {
         condition.to_owned()
     };
-    poll(&set.describe(), &goal, timeout, || async {
-        let live = live_pods(&pods, set).await?;
-        let met = live.iter().filter(|p| has_condition(p, condition)).count();
-        if met >= usize::try_from(set.replicas).unwrap_or(0) && !live.is_empty() {
-            return Ok(Seen::Done(()));
-        }
-        Ok(Seen::Pending(format!(
-            "{met}/{} Pods {condition}; {}",
-            set.replicas,
-            describe_pods(&live)
-        )))
-    })
+    watch_objects(
+        &set.describe(),
+        &goal,
+        timeout,
+        pods_api(client, set),
+        pods_of(set),
+        |pods| {
+            let live = live(pods);
+            let met = live.iter().filter(|p| has_condition(p, condition)).count();
+            if enough(set, met, &live) {
+                return Seen::Done(());
+            }
+            Seen::Pending(format!(
+                "{met}/{} Pods {condition}; {}",
+                set.replicas,
+                describe_pods(&live)
+            ))
+        },
+    )
     .await
+}
+
+/// An event of one of the two watches [`serving`] merges.
+enum Serving {
+    Pod(Box<Event<Pod>>),
+    Slice(Box<Event<EndpointSlice>>),
 }
 
 /// Until `set`'s Pods are Ready *and* the EndpointSlice of its Service has a
 /// ready endpoint: a Ready Pod is not yet reachable through the Service until
-/// the EndpointSlice controller has published it.
+/// the EndpointSlice controller has published it. Watches both and
+/// re-evaluates on an event of either.
 pub async fn serving(client: &Client, set: &PodSet, timeout: Duration) -> Result<(), WaitTimeout> {
-    let pods = pods_api(client, set);
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &set.namespace);
-    let by_service = ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={}", set.service));
+    let by_service =
+        watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={}", set.service));
     let goal = format!(
         "Ready with a ready endpoint in the EndpointSlice of Service {}",
         set.service
     );
-    poll(&set.describe(), &goal, timeout, || async {
-        let live = live_pods(&pods, set).await?;
-        let ready = live.iter().filter(|p| has_condition(p, "Ready")).count();
-        let pods_ready = ready >= usize::try_from(set.replicas).unwrap_or(0) && !live.is_empty();
-        let slice_list = slices.list(&by_service).await?;
-        let endpoints: Vec<_> = slice_list
-            .items
-            .iter()
-            .flat_map(|s| s.endpoints.iter().flatten())
-            .collect();
-        // The controller always sets `ready`; only an explicit `true` counts.
-        let ready_endpoints = endpoints
-            .iter()
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-            .count();
-        if pods_ready && ready_endpoints > 0 {
-            return Ok(Seen::Done(()));
-        }
-        Ok(Seen::Pending(format!(
-            "{ready}/{} Pods Ready ({}); EndpointSlice {SERVICE_NAME_LABEL}={}: {} of {} endpoints ready",
-            set.replicas,
-            describe_pods(&live),
-            set.service,
-            ready_endpoints,
-            endpoints.len()
-        )))
+    let events = stream::select(
+        watch(pods_api(client, set), pods_of(set)).map_ok(|e| Serving::Pod(Box::new(e))),
+        watch(slices, by_service).map_ok(|e| Serving::Slice(Box::new(e))),
+    );
+    let mut pods = Snapshot::default();
+    let mut slices = Snapshot::default();
+    watch_until(&set.describe(), &goal, timeout, events, |event| {
+        let changed = match event {
+            Serving::Pod(e) => pods.apply(*e),
+            Serving::Slice(e) => slices.apply(*e),
+        };
+        (changed && pods.listed && slices.listed)
+            .then(|| serving_state(set, &pods.objects(), &slices.objects()))
     })
     .await
+}
+
+fn serving_state(set: &PodSet, pods: &[&Pod], slices: &[&EndpointSlice]) -> Seen<()> {
+    let live = live(pods);
+    let ready = live.iter().filter(|p| has_condition(p, "Ready")).count();
+    let pods_ready = enough(set, ready, &live);
+    let endpoints: Vec<_> = slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .collect();
+    // The controller always sets `ready`; only an explicit `true` counts.
+    let ready_endpoints = endpoints
+        .iter()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .count();
+    if pods_ready && ready_endpoints > 0 {
+        return Seen::Done(());
+    }
+    Seen::Pending(format!(
+        "{ready}/{} Pods Ready ({}); EndpointSlice {SERVICE_NAME_LABEL}={}: {} of {} endpoints ready",
+        set.replicas,
+        describe_pods(&live),
+        set.service,
+        ready_endpoints,
+        endpoints.len()
+    ))
 }
 
 /// Until no Pod of `set` exists any more (terminating ones included).
@@ -214,20 +406,23 @@ pub async fn pods_gone(
     set: &PodSet,
     timeout: Duration,
 ) -> Result<(), WaitTimeout> {
-    let pods = pods_api(client, set);
-    poll(&set.describe(), "without Pods", timeout, || async {
-        let all = pods
-            .list(&ListParams::default().labels(&set.selector))
-            .await?;
-        if all.items.is_empty() {
-            return Ok(Seen::Done(()));
-        }
-        Ok(Seen::Pending(format!(
-            "{} Pod(s) left: {}",
-            all.items.len(),
-            describe_pods(&all.items.iter().collect::<Vec<_>>())
-        )))
-    })
+    watch_objects(
+        &set.describe(),
+        "without Pods",
+        timeout,
+        pods_api(client, set),
+        pods_of(set),
+        |pods| {
+            if pods.is_empty() {
+                return Seen::Done(());
+            }
+            Seen::Pending(format!(
+                "{} Pod(s) left: {}",
+                pods.len(),
+                describe_pods(pods)
+            ))
+        },
+    )
     .await
 }
 
@@ -238,23 +433,22 @@ pub async fn pods_replaced(
     old: &BTreeSet<String>,
     timeout: Duration,
 ) -> Result<(), WaitTimeout> {
-    let pods = pods_api(client, set);
-    poll(
+    watch_objects(
         &set.describe(),
         "rid of its previous Pods",
         timeout,
-        || async {
-            let all = pods
-                .list(&ListParams::default().labels(&set.selector))
-                .await?;
-            let left: Vec<&Pod> = all.items.iter().filter(|p| old.contains(&uid(p))).collect();
+        pods_api(client, set),
+        pods_of(set),
+        |pods| {
+            let left: Vec<&Pod> = pods
+                .iter()
+                .copied()
+                .filter(|p| old.contains(&uid(p)))
+                .collect();
             if left.is_empty() {
-                return Ok(Seen::Done(()));
+                return Seen::Done(());
             }
-            Ok(Seen::Pending(format!(
-                "still there: {}",
-                describe_pods(&left)
-            )))
+            Seen::Pending(format!("still there: {}", describe_pods(&left)))
         },
     )
     .await
@@ -270,22 +464,28 @@ pub async fn container_started(
     old: &BTreeSet<String>,
     timeout: Duration,
 ) -> Result<String, WaitTimeout> {
-    let pods = pods_api(client, set);
     let goal = format!("running a new Pod with container {} started", set.container);
-    poll(&set.describe(), &goal, timeout, || async {
-        let live = live_pods(&pods, set).await?;
-        let started = live.iter().find(|p| {
-            !old.contains(&uid(p))
-                && p.status
-                    .iter()
-                    .flat_map(|s| s.container_statuses.iter().flatten())
-                    .any(|c| c.name == set.container && c.started == Some(true))
-        });
-        Ok(match started {
-            Some(p) => Seen::Done(p.metadata.name.clone().unwrap_or_default()),
-            None => Seen::Pending(describe_pods(&live)),
-        })
-    })
+    watch_objects(
+        &set.describe(),
+        &goal,
+        timeout,
+        pods_api(client, set),
+        pods_of(set),
+        |pods| {
+            let live = live(pods);
+            let started = live.iter().find(|p| {
+                !old.contains(&uid(p))
+                    && p.status
+                        .iter()
+                        .flat_map(|s| s.container_statuses.iter().flatten())
+                        .any(|c| c.name == set.container && c.started == Some(true))
+            });
+            match started {
+                Some(p) => Seen::Done(p.metadata.name.clone().unwrap_or_default()),
+                None => Seen::Pending(describe_pods(&live)),
+            }
+        },
+    )
     .await
 }
 
@@ -298,19 +498,28 @@ pub async fn generation_observed(
 ) -> Result<(), WaitTimeout> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), &set.namespace);
     let goal = format!("observed at generation {generation}");
-    poll(&set.describe(), &goal, timeout, || async {
-        let d = api.get(&set.name).await?;
-        let observed = d
-            .status
-            .as_ref()
-            .and_then(|s| s.observed_generation)
-            .unwrap_or(0);
-        Ok(if observed >= generation {
-            Seen::Done(())
-        } else {
-            Seen::Pending(format!("observedGeneration {observed}"))
-        })
-    })
+    watch_objects(
+        &set.describe(),
+        &goal,
+        timeout,
+        api,
+        named(&set.name),
+        |deployments| {
+            let Some(d) = deployments.first() else {
+                return Seen::Pending("not found".into());
+            };
+            let observed = d
+                .status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                .unwrap_or(0);
+            if observed >= generation {
+                Seen::Done(())
+            } else {
+                Seen::Pending(format!("observedGeneration {observed}"))
+            }
+        },
+    )
     .await
 }
 
@@ -336,16 +545,17 @@ fn pods_api(client: &Client, set: &PodSet) -> Api<Pod> {
     Api::namespaced(client.clone(), &set.namespace)
 }
 
-/// Pods of `set` that are not being deleted.
-async fn live_pods(pods: &Api<Pod>, set: &PodSet) -> anyhow::Result<Vec<Pod>> {
-    let list = pods
-        .list(&ListParams::default().labels(&set.selector))
-        .await?;
-    Ok(list
-        .items
-        .into_iter()
+/// The Pods that are not being deleted.
+fn live<'a>(pods: &[&'a Pod]) -> Vec<&'a Pod> {
+    pods.iter()
+        .copied()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect())
+        .collect()
+}
+
+/// `met` of the `live` Pods is enough for `set` (and there is at least one).
+fn enough(set: &PodSet, met: usize, live: &[&Pod]) -> bool {
+    met >= usize::try_from(set.replicas).unwrap_or(0) && !live.is_empty()
 }
 
 fn uid(pod: &Pod) -> String {
