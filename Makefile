@@ -10,7 +10,7 @@ include deploy/images.env
 .PHONY: help run test lint fmt bench build images preflight e2e e2e-local
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## Build every binary
 	$(CARGO) build --workspace --bins
