@@ -16,24 +16,11 @@ use std::time::{Duration, Instant};
 use audit_sdk::{AuditConfig, AuditEvent, AuditStore, TransportKind};
 use datastorage::config::Config;
 use datastorage::startup::Application;
-use datastorage::testing::bench::{post_batches, report};
+use datastorage::testing::bench::{post_batches, report, sample_events};
 use tokio_util::sync::CancellationToken;
 
 fn events(total: usize, tag: &str) -> Vec<AuditEvent> {
-    (0..total)
-        .map(|n| {
-            AuditEvent::builder("gateway.signal.received", format!("rr-{tag}-{}", n % 100))
-                .category("gateway")
-                .action("received")
-                .actor("service", "gateway")
-                .resource("Deployment", format!("payments/api-{}", n % 97))
-                .namespace("payments")
-                .severity("critical")
-                .data("signal_name", "HighMemoryUsage")
-                .data("fingerprint", format!("{n:064x}"))
-                .build()
-        })
-        .collect()
+    sample_events(total, &format!("rr-{tag}"), 100)
 }
 
 struct Server {
