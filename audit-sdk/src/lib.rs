@@ -29,27 +29,15 @@
 //! assert!(event.validate().is_ok());
 //! ```
 
-pub mod api;
-mod backlog;
-pub mod config;
-mod delivery;
-pub mod errors;
-pub mod event;
-mod intake;
-pub mod limits;
-pub mod metrics;
+mod client;
+mod contract;
 pub mod names;
-pub mod payload;
-pub mod preflight;
-pub mod problem;
-pub mod proto;
-mod shared;
-pub mod spool;
-mod store;
-pub mod timestamp;
-pub mod token;
-pub mod transport;
-pub mod validation;
+
+// Public paths stay flat (`audit_sdk::event`, `audit_sdk::spool`, ...): the
+// folders are how the crate is read, not how it is imported.
+pub(crate) use client::{backlog, delivery, intake, shared, store};
+pub use client::{config, errors, metrics, preflight, spool, token, transport};
+pub use contract::{api, event, limits, payload, problem, proto, timestamp, validation};
 
 // The README's examples compile as doctests, so they stay true.
 #[doc = include_str!("../README.md")]
