@@ -23,6 +23,8 @@ pub mod event_types {
     pub const CRD_CREATED: &str = "gateway.crd.created";
     /// A RemediationRequest could not be created.
     pub const CRD_FAILED: &str = "gateway.crd.failed";
+    /// A resolved alert about the target of an active RemediationRequest.
+    pub const SIGNAL_RESOLVED: &str = "gateway.signal.resolved";
 }
 
 /// Category of every Gateway event.
@@ -106,6 +108,12 @@ impl GatewayAudit {
             s,
             data,
         ))
+    }
+
+    /// `gateway.signal.resolved`: the alert behind an active request cleared.
+    pub fn resolved(&self, s: Subject<'_>, occurrence_count: u64) -> Option<Uuid> {
+        let data = payload(s, DeduplicationStatus::Duplicate, occurrence_count, None);
+        self.record(base(event_types::SIGNAL_RESOLVED, "resolved", s, data))
     }
 
     fn record(&self, builder: audit_sdk::AuditEventBuilder) -> Option<Uuid> {

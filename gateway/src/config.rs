@@ -33,8 +33,11 @@ pub struct Config {
     pub server: ServerConfig,
     /// Limits on incoming signals.
     pub limits: LimitsConfig,
+    /// How alerts name their target and their cluster.
+    pub signals: SignalsConfig,
     /// Name of this cluster; when set it prefixes every fingerprint
-    /// (`cluster:namespace:Kind:name`), so two clusters never deduplicate together.
+    /// (`cluster:namespace:Kind:name`), so two clusters never deduplicate
+    /// together. An alert's own `signals.cluster_label` wins over it.
     pub cluster: Option<String>,
     /// Where RemediationRequests live.
     pub remediation: RemediationConfig,
@@ -51,6 +54,7 @@ impl Default for Config {
         Self {
             server: ServerConfig::default(),
             limits: LimitsConfig::default(),
+            signals: SignalsConfig::default(),
             cluster: None,
             remediation: RemediationConfig::default(),
             audit: AuditConfig::new(audit_sdk::names::data_storage_url()),
@@ -104,10 +108,12 @@ impl Default for ServerConfig {
 pub struct LimitsConfig {
     /// Largest accepted request body in bytes (413 above).
     pub max_body_bytes: usize,
-    /// A signal whose `X-Timestamp` is older than this is refused as stale.
+    /// A signal older than this is refused as stale (400 `stale-signal`): by its
+    /// `X-Timestamp` header, and for a Kubernetes Event by the newest of its
+    /// `lastTimestamp`, `eventTime` and `series.lastObservedTime`.
     #[serde(with = "humantime_serde")]
     pub max_signal_age: Duration,
-    /// A signal whose `X-Timestamp` is further ahead than this is refused.
+    /// A signal dated further ahead than this is refused (the sender's clock is off).
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
 }
@@ -118,6 +124,97 @@ impl Default for LimitsConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_signal_age: Duration::from_secs(5 * 60),
             max_clock_skew: Duration::from_secs(2 * 60),
+        }
+    }
+}
+
+/// One row of the label → Kind table: an alert carrying `label` is about the
+/// `kind` object of that name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetLabel {
+    /// The alert label holding the object's name.
+    pub label: String,
+    /// The Kubernetes Kind it names.
+    pub kind: String,
+    /// Cluster-scoped kinds (`Node`) need no namespace.
+    #[serde(default)]
+    pub cluster_scoped: bool,
+    /// When not empty, the row applies only to alerts whose `job` label is one
+    /// of these (`instance` names a Node only for node-exporter's scrape).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<String>,
+}
+
+impl TargetLabel {
+    fn namespaced(label: &str, kind: &str) -> Self {
+        Self {
+            label: label.to_owned(),
+            kind: kind.to_owned(),
+            cluster_scoped: false,
+            jobs: Vec::new(),
+        }
+    }
+
+    fn cluster_scoped(label: &str, kind: &str, jobs: &[&str]) -> Self {
+        Self {
+            label: label.to_owned(),
+            kind: kind.to_owned(),
+            cluster_scoped: true,
+            jobs: jobs.iter().map(|j| (*j).to_owned()).collect(),
+        }
+    }
+}
+
+/// How alerts name their target and their cluster.
+///
+/// The defaults follow kube-state-metrics and kube-prometheus: the scrape's own
+/// identity labels (`job`, `instance`, `service`, `endpoint`, `container`,
+/// `prometheus`, `prometheus_replica`, `exported_job`, …) are not in the table,
+/// so they never name a target; a site with its own relabelling replaces the
+/// table in its configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsConfig {
+    /// Label → Kind rows, the first row that applies (its `jobs`) and whose
+    /// label the alert carries wins: workloads before Pods, so every Pod of a
+    /// Deployment deduplicates together.
+    pub target_labels: Vec<TargetLabel>,
+    /// Labels holding the target's namespace, first present wins
+    /// (`exported_namespace` is the target's own when `honor_labels: false`
+    /// renamed it away from the scrape's `namespace`).
+    pub namespace_labels: Vec<String>,
+    /// Alert label naming the cluster the alert is about (fleet Prometheus,
+    /// Thanos); when absent, the configuration's `cluster`.
+    pub cluster_label: String,
+}
+
+impl Default for SignalsConfig {
+    fn default() -> Self {
+        let ns = TargetLabel::namespaced;
+        Self {
+            target_labels: vec![
+                // node-exporter describes its host: kube-prometheus relabels its
+                // `instance` to the node name, and the scrape's `pod` is the
+                // exporter's own, so this row comes before the workloads.
+                TargetLabel::cluster_scoped("instance", "Node", &["node-exporter"]),
+                ns("deployment", "Deployment"),
+                ns("statefulset", "StatefulSet"),
+                ns("daemonset", "DaemonSet"),
+                ns("cronjob", "CronJob"),
+                // kube-state-metrics names a Job `job_name`: `job` is the scrape's.
+                ns("job_name", "Job"),
+                ns("replicaset", "ReplicaSet"),
+                ns("horizontalpodautoscaler", "HorizontalPodAutoscaler"),
+                // With `honor_labels: false` the scrape's `pod` is the exporter's
+                // own Pod and the target's arrives as `exported_pod`.
+                ns("exported_pod", "Pod"),
+                ns("pod", "Pod"),
+                ns("persistentvolumeclaim", "PersistentVolumeClaim"),
+                TargetLabel::cluster_scoped("node", "Node", &[]),
+            ],
+            namespace_labels: vec!["exported_namespace".to_owned(), "namespace".to_owned()],
+            cluster_label: "cluster".to_owned(),
         }
     }
 }

@@ -49,9 +49,11 @@ impl Application {
             .context("configuring auth")?;
         let state = AppState {
             auth,
-            intake: Intake::new(backend, GatewayAudit::new(store), config.cluster.clone()),
+            intake: Intake::new(backend, GatewayAudit::new(store), config.cluster.clone())
+                .with_cluster_label(config.signals.cluster_label.clone()),
             lifecycle: Readiness::default(),
             limits: config.limits.clone(),
+            signals: config.signals.clone(),
             request_timeout: config.server.request_timeout,
         };
         let server = &config.server;

@@ -12,6 +12,10 @@ pub mod names {
     pub const REQUESTS_CREATED: &str = "gateway_remediation_requests_created_total";
     /// Counter: signals absorbed by an active RemediationRequest, by `source`.
     pub const SIGNALS_DEDUPLICATED: &str = "gateway_signals_deduplicated_total";
+    /// Counter: resolved alerts recorded on an active RemediationRequest, by `source`.
+    pub const SIGNALS_RESOLVED: &str = "gateway_signals_resolved_total";
+    /// Counter: resolved alerts with no active RemediationRequest (answered `ignored`), by `source`.
+    pub const SIGNALS_IGNORED: &str = "gateway_signals_ignored_total";
     /// Counter: inputs refused (malformed, stale, not a signal…), by `source` and `reason`.
     pub const SIGNALS_REJECTED: &str = "gateway_signals_rejected_total";
     /// Counter: signals the backend could not handle, by `source` and `reason`.

@@ -182,6 +182,7 @@ async fn one_bad_alert_in_a_webhook_is_rejected_while_its_neighbours_go_ahead() 
 }
 
 fn warning_event(pod: &str) -> Value {
+    let now = chrono::Utc::now();
     json!({
         "apiVersion": "v1",
         "kind": "Event",
@@ -191,8 +192,8 @@ fn warning_event(pod: &str) -> Value {
         "message": "Back-off restarting failed container api",
         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": "payments"},
         "source": {"component": "kubelet", "host": "worker-1"},
-        "firstTimestamp": "2026-11-28T05:00:00Z",
-        "lastTimestamp": "2026-11-28T05:01:00Z",
+        "firstTimestamp": (now - chrono::Duration::minutes(2)).to_rfc3339(),
+        "lastTimestamp": (now - chrono::Duration::seconds(5)).to_rfc3339(),
         "count": 4
     })
 }

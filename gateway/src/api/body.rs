@@ -89,12 +89,24 @@ pub fn check_freshness(
             format!("X-Timestamp {text:?} is neither RFC 3339 nor Unix seconds"),
         )
     })?;
+    check_age("X-Timestamp", sent, now, max_age, max_skew)
+}
+
+/// Refuses a signal that `what` (a header or a body field) dates `sent`, when
+/// that is older than `max_age` or further than `max_skew` ahead of `now`.
+pub fn check_age(
+    what: &str,
+    sent: DateTime<Utc>,
+    now: DateTime<Utc>,
+    max_age: Duration,
+    max_skew: Duration,
+) -> Result<(), ApiError> {
     let age = now.signed_duration_since(sent);
     if age > chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX) {
         return Err(ApiError::new(
             ProblemType::StaleSignal,
             format!(
-                "X-Timestamp is {}s old; signals older than {}s are refused",
+                "{what} is {}s old; signals older than {}s (limits.max_signal_age) are refused",
                 age.num_seconds(),
                 max_age.as_secs()
             ),
@@ -104,7 +116,7 @@ pub fn check_freshness(
         return Err(ApiError::new(
             ProblemType::StaleSignal,
             format!(
-                "X-Timestamp is {}s in the future; more than {}s ahead is refused (check the sender's clock)",
+                "{what} is {}s in the future; more than {}s ahead is refused (check the sender's clock)",
                 (-age).num_seconds(),
                 max_skew.as_secs()
             ),

@@ -5,11 +5,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use super::body::{check_freshness, JsonBody};
+use super::body::{check_age, check_freshness, JsonBody};
 use super::problem::ApiError;
 use super::response::{bounded, single, Processed};
 use super::AppState;
-use crate::domain::signal::{parse_kubernetes_event, SignalSource};
+use crate::domain::signal::{event_last_observed, parse_kubernetes_event, SignalSource};
 use crate::telemetry::names;
 
 const SOURCE: SignalSource = SignalSource::KubernetesEvent;
@@ -43,6 +43,15 @@ async fn handle(
         state.limits.max_clock_skew,
     )?;
     let JsonBody(body) = body?;
+    if let Some(observed) = event_last_observed(&body) {
+        check_age(
+            "the event's last observation (lastTimestamp, eventTime, series.lastObservedTime)",
+            observed,
+            now,
+            state.limits.max_signal_age,
+            state.limits.max_clock_skew,
+        )?;
+    }
     let signal = parse_kubernetes_event(body, now)?;
     let intake = state.intake.clone();
     let processed = bounded(state.request_timeout, async move {

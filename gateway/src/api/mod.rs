@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use auth::{Auth, Verb};
 
-use crate::config::LimitsConfig;
+use crate::config::{LimitsConfig, SignalsConfig};
 use crate::domain::intake::Intake;
 use service_kit::readiness::Readiness;
 
@@ -44,6 +44,8 @@ pub struct AppState {
     pub lifecycle: Readiness,
     /// Admission limits.
     pub limits: LimitsConfig,
+    /// How alerts name their target (the label → Kind table).
+    pub signals: SignalsConfig,
     /// Longest processing time of one request before 504.
     pub request_timeout: Duration,
     /// Authentication of the signal routes.

@@ -29,6 +29,18 @@ impl ApiError {
         }
     }
 
+    /// Replaces the problem's detail.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.problem.detail = Some(detail.into());
+        self
+    }
+
+    /// Lists per-item problems (`errors`).
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.problem.errors = errors;
+        self
+    }
+
     /// The problem document this error answers with.
     pub fn problem(&self) -> &Problem {
         &self.problem

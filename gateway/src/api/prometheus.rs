@@ -1,5 +1,7 @@
-//! `POST /api/v1/signals/prometheus`: AlertManager webhooks (v4). Each alert is
-//! parsed and processed on its own, in order.
+//! `POST /api/v1/signals/prometheus`: AlertManager webhooks (v4; Grafana's
+//! `"1"` and bodies without `version` alike). Each alert is parsed and
+//! processed on its own, in order: a firing alert creates or joins a
+//! RemediationRequest, a resolved one is recorded on it or ignored.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -10,7 +12,8 @@ use super::body::{check_freshness, JsonBody};
 use super::problem::ApiError;
 use super::response::{bounded, multi, single, Processed};
 use super::AppState;
-use crate::domain::signal::{parse_alertmanager, SignalSource};
+use crate::domain::intake::Outcome;
+use crate::domain::signal::{parse_webhook, Alert, SignalSource};
 use crate::telemetry::names;
 
 const SOURCE: SignalSource = SignalSource::Prometheus;
@@ -44,16 +47,24 @@ async fn handle(
         state.limits.max_clock_skew,
     )?;
     let JsonBody(body) = body?;
-    let alerts = parse_alertmanager(body, now)?;
+    let alerts = parse_webhook(body, now, &state.signals)?;
     let intake = state.intake.clone();
     let processed = bounded(state.request_timeout, async move {
         let mut out = Vec::with_capacity(alerts.len());
         for alert in alerts {
-            out.push(match alert {
-                Ok(signal) => match intake.process(signal).await {
-                    Ok(outcome) => Processed::Done(outcome),
-                    Err(failure) => Processed::Failed(failure),
-                },
+            let result = match alert {
+                Ok(Alert::Firing(signal)) => Ok(intake.process(signal).await),
+                Ok(Alert::Resolved(signal)) => Ok(intake.resolve(signal).await),
+                Ok(Alert::ResolvedWithoutTarget(_)) => {
+                    metrics::counter!(names::SIGNALS_IGNORED, "source" => SOURCE.as_str())
+                        .increment(1);
+                    Ok(Ok(Outcome::Ignored { fingerprint: None }))
+                }
+                Err(invalid) => Err(invalid),
+            };
+            out.push(match result {
+                Ok(Ok(outcome)) => Processed::Done(outcome),
+                Ok(Err(failure)) => Processed::Failed(failure),
                 Err(invalid) => {
                     metrics::counter!(names::SIGNALS_REJECTED, "source" => SOURCE.as_str(), "reason" => "validation-error")
                         .increment(1);

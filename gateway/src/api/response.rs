@@ -1,10 +1,17 @@
-//! Answers to accepted signals: one signal → 201/202 with its result, several
-//! alerts → 207 with one result per alert and a summary.
+//! Answers to accepted signals: one signal → 201/202 (200 for a resolved
+//! alert) with its result, several alerts → 207 with one result per alert and
+//! a summary.
+//!
+//! Status codes follow Alertmanager's retry rule (it retries 5xx, never 4xx,
+//! and takes any 2xx as delivered): when any alert of a webhook failed in the
+//! backend, the whole answer is that failure's 5xx, so the delivery is retried;
+//! the alerts that did succeed come back as duplicates.
 
 use std::future::Future;
 use std::time::Duration;
 
 use audit_sdk::problem::ProblemType;
+use audit_sdk::FieldError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -26,6 +33,10 @@ pub enum ResultStatus {
     Rejected,
     /// The backend failed.
     Failed,
+    /// A resolved alert, recorded on its active RemediationRequest.
+    Resolved,
+    /// A resolved alert with no active RemediationRequest: nothing to do.
+    Ignored,
 }
 
 /// The result of one signal.
@@ -62,6 +73,12 @@ pub struct Summary {
     pub rejected: usize,
     /// Failed.
     pub failed: usize,
+    /// Resolved alerts recorded on their request.
+    #[serde(default)]
+    pub resolved: usize,
+    /// Resolved alerts with nothing to do.
+    #[serde(default)]
+    pub ignored: usize,
 }
 
 /// The 207 body.
@@ -98,6 +115,23 @@ impl SignalResult {
                 message: format!(
                     "duplicate of active RemediationRequest {name} (occurrence {occurrence_count})"
                 ),
+            },
+            Outcome::Resolved { name, fingerprint } => Self {
+                index: None,
+                status: ResultStatus::Resolved,
+                fingerprint: Some(fingerprint.to_string()),
+                remediation_request: Some(name.clone()),
+                occurrence_count: None,
+                message: format!("resolution recorded on active RemediationRequest {name}"),
+            },
+            Outcome::Ignored { fingerprint } => Self {
+                index: None,
+                status: ResultStatus::Ignored,
+                fingerprint: fingerprint.as_ref().map(ToString::to_string),
+                remediation_request: None,
+                occurrence_count: None,
+                message: "resolved alert with no active RemediationRequest: nothing to do"
+                    .to_owned(),
             },
         }
     }
@@ -143,6 +177,7 @@ pub fn single(processed: Processed) -> Response {
             let status = match outcome {
                 Outcome::Created { .. } => StatusCode::CREATED,
                 Outcome::Duplicate { .. } => StatusCode::ACCEPTED,
+                Outcome::Resolved { .. } | Outcome::Ignored { .. } => StatusCode::OK,
             };
             (status, Json(SignalResult::from_outcome(&outcome))).into_response()
         }
@@ -151,8 +186,37 @@ pub fn single(processed: Processed) -> Response {
     }
 }
 
-/// The 207 answer for several alerts.
+/// The 207 answer for several alerts, or the 5xx of the first backend failure
+/// among them (listing every failed alert), so the sender retries.
 pub fn multi(all: Vec<Processed>) -> Response {
+    let failed: Vec<(usize, &Failure)> = all
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Processed::Failed(f) => Some((i, f)),
+            _ => None,
+        })
+        .collect();
+    if let Some((_, first)) = failed.first() {
+        let errors = failed
+            .iter()
+            .map(|(i, f)| FieldError {
+                index: Some(*i),
+                field: format!("alerts[{i}]"),
+                message: f.error.to_string(),
+            })
+            .collect();
+        return ApiError::from((*first).clone())
+            .with_detail(format!(
+                "{} of {} alerts could not be processed ({}); retry the whole webhook: \
+                 the alerts already processed are answered as duplicates",
+                failed.len(),
+                all.len(),
+                first.error
+            ))
+            .with_errors(errors)
+            .into_response();
+    }
     let mut summary = Summary {
         total: all.len(),
         ..Summary::default()
@@ -171,6 +235,8 @@ pub fn multi(all: Vec<Processed>) -> Response {
                 ResultStatus::Duplicate => summary.duplicate += 1,
                 ResultStatus::Rejected => summary.rejected += 1,
                 ResultStatus::Failed => summary.failed += 1,
+                ResultStatus::Resolved => summary.resolved += 1,
+                ResultStatus::Ignored => summary.ignored += 1,
             }
             r.index = Some(i);
             r

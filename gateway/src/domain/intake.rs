@@ -4,6 +4,10 @@
 //! fingerprint absorbs the signal (occurrence count + 1,
 //! `gateway.signal.deduplicated`); otherwise a new one is created
 //! (`gateway.signal.received`, then `gateway.crd.created` or `gateway.crd.failed`).
+//!
+//! A resolved alert never creates anything: it is recorded
+//! (`gateway.signal.resolved`) on the active request of its fingerprint, or
+//! ignored when there is none.
 
 use std::sync::Arc;
 
@@ -32,6 +36,18 @@ pub enum Outcome {
         /// Signals it has absorbed, this one included.
         occurrence_count: u64,
     },
+    /// A resolved alert about the target of an active RemediationRequest.
+    Resolved {
+        /// The active request, on whose correlation the resolution is recorded.
+        name: String,
+        /// The fingerprint.
+        fingerprint: Fingerprint,
+    },
+    /// A resolved alert with no active RemediationRequest: nothing to do.
+    Ignored {
+        /// The fingerprint (`None` when the alert named no target).
+        fingerprint: Option<Fingerprint>,
+    },
 }
 
 /// A signal that could not be turned into (or onto) a RemediationRequest.
@@ -52,6 +68,7 @@ pub struct Intake {
     backend: Arc<dyn RemediationBackend>,
     audit: GatewayAudit,
     cluster: Option<String>,
+    cluster_label: Option<String>,
 }
 
 impl Intake {
@@ -65,7 +82,27 @@ impl Intake {
             backend,
             audit,
             cluster,
+            cluster_label: None,
         }
+    }
+
+    /// Reads the cluster from the signal's `label` when it carries one, so
+    /// alerts of a fleet Prometheus about two clusters never join one request;
+    /// the configured cluster stays the fallback.
+    pub fn with_cluster_label(mut self, label: impl Into<String>) -> Self {
+        self.cluster_label = Some(label.into());
+        self
+    }
+
+    /// The fingerprint of `target` for `signal`'s cluster.
+    fn fingerprint(&self, signal: &Signal, target: &ResourceRef) -> Fingerprint {
+        let from_label = self
+            .cluster_label
+            .as_ref()
+            .and_then(|l| signal.labels.get(l))
+            .map(String::as_str)
+            .filter(|c| !c.trim().is_empty());
+        Fingerprint::of(from_label.or(self.cluster.as_deref()), target)
     }
 
     /// The backend (for readiness).
@@ -83,7 +120,7 @@ impl Intake {
         let source = signal.source.as_str();
         metrics::counter!(names::SIGNALS_RECEIVED, "source" => source).increment(1);
         let target = self.backend.resolve_target(&signal.target).await;
-        let fingerprint = Fingerprint::of(self.cluster.as_deref(), &target);
+        let fingerprint = self.fingerprint(&signal, &target);
         let fail = |request: Option<String>, error: BackendError| {
             metrics::counter!(names::SIGNALS_FAILED, "source" => source, "reason" => error.code())
                 .increment(1);
@@ -105,12 +142,60 @@ impl Intake {
                 let counter = match outcome {
                     Outcome::Created { .. } => names::REQUESTS_CREATED,
                     Outcome::Duplicate { .. } => names::SIGNALS_DEDUPLICATED,
+                    Outcome::Resolved { .. } => names::SIGNALS_RESOLVED,
+                    Outcome::Ignored { .. } => names::SIGNALS_IGNORED,
                 };
                 metrics::counter!(counter, "source" => source).increment(1);
                 Ok(outcome)
             }
             Err((request, error)) => Err(fail(request, error)),
         }
+    }
+
+    /// Processes a resolved alert: recorded on the active request of its
+    /// fingerprint, else ignored. No lock: nothing is created or counted, and a
+    /// request created concurrently only misses one informational event.
+    pub async fn resolve(&self, signal: Signal) -> Result<Outcome, Failure> {
+        let source = signal.source.as_str();
+        let target = self.backend.resolve_target(&signal.target).await;
+        let fingerprint = self.fingerprint(&signal, &target);
+        let active = match self.backend.find_active(&fingerprint).await {
+            Ok(active) => active,
+            Err(error) => {
+                metrics::counter!(names::SIGNALS_FAILED, "source" => source, "reason" => error.code())
+                    .increment(1);
+                return Err(Failure {
+                    fingerprint,
+                    request: None,
+                    error,
+                });
+            }
+        };
+        let outcome = match active {
+            Some(active) => {
+                self.audit.resolved(
+                    Subject {
+                        signal: &signal,
+                        target: &target,
+                        fingerprint: &fingerprint,
+                        request: &active.name,
+                    },
+                    active.occurrence_count,
+                );
+                metrics::counter!(names::SIGNALS_RESOLVED, "source" => source).increment(1);
+                Outcome::Resolved {
+                    name: active.name,
+                    fingerprint,
+                }
+            }
+            None => {
+                metrics::counter!(names::SIGNALS_IGNORED, "source" => source).increment(1);
+                Outcome::Ignored {
+                    fingerprint: Some(fingerprint),
+                }
+            }
+        };
+        Ok(outcome)
     }
 
     async fn decide(

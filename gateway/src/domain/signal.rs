@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::config::SignalsConfig;
+
 /// Where a signal came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignalSource {
@@ -102,79 +104,112 @@ impl InvalidSignal {
     }
 }
 
-/// Labels naming the target, most specific workload first: an alert carrying
-/// both `deployment` and `pod` is about the Deployment, so every Pod of it
-/// deduplicates together.
-const TARGET_LABELS: &[(&str, &str, bool)] = &[
-    // (label, Kind, namespaced)
-    ("deployment", "Deployment", true),
-    ("statefulset", "StatefulSet", true),
-    ("daemonset", "DaemonSet", true),
-    ("cronjob", "CronJob", true),
-    ("job", "Job", true),
-    ("replicaset", "ReplicaSet", true),
-    ("pod", "Pod", true),
-    ("service", "Service", true),
-    ("persistentvolumeclaim", "PersistentVolumeClaim", true),
-    ("node", "Node", false),
-];
-
 /// Severity used when a signal carries none.
 pub const UNKNOWN_SEVERITY: &str = "unknown";
 
+/// Webhook `version`s accepted: Alertmanager's `"4"`, Grafana's legacy `"1"`;
+/// a body without `version` (other senders) is read as v4.
+const ACCEPTED_VERSIONS: &[&str] = &["4", "1"];
+
+/// One alert of a webhook, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Alert {
+    /// The condition holds: a remediation may start.
+    Firing(Signal),
+    /// The condition cleared: never starts a remediation.
+    Resolved(Signal),
+    /// A resolved alert whose labels name no target: no request can be active
+    /// for it, so there is nothing to do (and nothing for the sender to fix).
+    ResolvedWithoutTarget(InvalidSignal),
+}
+
 /// The AlertManager webhook envelope; alerts stay raw so each is parsed (and
-/// refused) on its own.
+/// refused) on its own. Null maps are read as empty (Grafana and hand-written
+/// senders send them).
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Webhook {
     version: Option<String>,
     alerts: Option<Vec<Value>>,
+    #[serde(default)]
+    common_labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    common_annotations: Option<BTreeMap<String, String>>,
 }
 
 /// One alert of a webhook.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Alert {
+struct RawAlert {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    annotations: Option<BTreeMap<String, String>>,
     #[serde(default)]
     starts_at: Option<DateTime<Utc>>,
 }
 
-/// Splits an AlertManager v4 webhook into its alerts, each parsed on its own.
+/// Splits an AlertManager webhook into its alerts, each parsed on its own
+/// with the label table of `config`.
 ///
-/// The outer error refuses the whole body (not a v4 webhook, no alerts); an
+/// The outer error refuses the whole body (not a webhook, no alerts); an
 /// inner error refuses one alert while its neighbours go ahead.
-pub fn parse_alertmanager(
+pub fn parse_webhook(
     body: Value,
     received_time: DateTime<Utc>,
-) -> Result<Vec<Result<Signal, InvalidSignal>>, InvalidSignal> {
+    config: &SignalsConfig,
+) -> Result<Vec<Result<Alert, InvalidSignal>>, InvalidSignal> {
     let webhook: Webhook = serde_json::from_value(body)
         .map_err(|e| InvalidSignal::new("", format!("not an AlertManager webhook: {e}")))?;
     match webhook.version.as_deref() {
-        Some("4") => {}
+        None => {}
+        Some(v) if ACCEPTED_VERSIONS.contains(&v) => {}
         Some(v) => {
             return Err(InvalidSignal::new(
                 "version",
-                format!("must be \"4\" (AlertManager webhook v4), got {v:?}"),
+                format!("must be \"4\" (AlertManager webhook v4) or \"1\" (Grafana), got {v:?}"),
             ))
         }
-        None => return Err(InvalidSignal::new("version", "is required (\"4\")")),
     }
     let alerts = webhook
         .alerts
         .filter(|a| !a.is_empty())
         .ok_or_else(|| InvalidSignal::new("alerts", "must hold at least one alert"))?;
+    let common = Common {
+        labels: webhook.common_labels.unwrap_or_default(),
+        annotations: webhook.common_annotations.unwrap_or_default(),
+    };
     Ok(alerts
         .into_iter()
         .enumerate()
         .map(|(i, raw)| {
-            parse_alert(raw, received_time).map_err(|e| e.within(&format!("alerts[{i}]")))
+            parse_alert(raw, &common, received_time, config)
+                .map_err(|e| e.within(&format!("alerts[{i}]")))
         })
         .collect())
+}
+
+/// The firing alerts of a webhook under the default label table; a resolved
+/// alert is refused here. For tools and tests; the Gateway uses [`parse_webhook`].
+pub fn parse_alertmanager(
+    body: Value,
+    received_time: DateTime<Utc>,
+) -> Result<Vec<Result<Signal, InvalidSignal>>, InvalidSignal> {
+    Ok(
+        parse_webhook(body, received_time, &SignalsConfig::default())?
+            .into_iter()
+            .enumerate()
+            .map(|(i, alert)| match alert? {
+                Alert::Firing(signal) => Ok(signal),
+                Alert::Resolved(_) | Alert::ResolvedWithoutTarget(_) => Err(InvalidSignal::new(
+                    format!("alerts[{i}].status"),
+                    "a resolved alert does not start a remediation",
+                )),
+            })
+            .collect(),
+    )
 }
 
 impl InvalidSignal {
@@ -188,58 +223,115 @@ impl InvalidSignal {
     }
 }
 
-fn parse_alert(raw: Value, received_time: DateTime<Utc>) -> Result<Signal, InvalidSignal> {
-    let alert: Alert = serde_json::from_value(raw.clone())
+/// What a webhook says about all of its alerts.
+struct Common {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+/// Merges `common` under `own`: the alert's own entries win.
+fn merged(
+    common: &BTreeMap<String, String>,
+    own: Option<BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let mut all = common.clone();
+    all.extend(own.unwrap_or_default());
+    all
+}
+
+fn parse_alert(
+    raw: Value,
+    common: &Common,
+    received_time: DateTime<Utc>,
+    config: &SignalsConfig,
+) -> Result<Alert, InvalidSignal> {
+    let alert: RawAlert = serde_json::from_value(raw.clone())
         .map_err(|e| InvalidSignal::new("", format!("not an AlertManager alert: {e}")))?;
-    if alert.status.as_deref() == Some("resolved") {
-        return Err(InvalidSignal::new(
-            "status",
-            "a resolved alert does not start a remediation",
-        ));
-    }
-    let name = non_empty(alert.labels.get("alertname"))
-        .ok_or_else(|| InvalidSignal::new("labels.alertname", "is required"))?;
-    let namespace = non_empty(alert.labels.get("exported_namespace"))
-        .or_else(|| non_empty(alert.labels.get("namespace")));
-    let target = TARGET_LABELS
-        .iter()
-        .find_map(|(label, kind, namespaced)| {
-            non_empty(alert.labels.get(*label)).map(|n| (kind, *namespaced, n))
-        })
-        .ok_or_else(|| {
-            let labels: Vec<&str> = TARGET_LABELS.iter().map(|(l, _, _)| *l).collect();
-            InvalidSignal::new(
-                "labels",
-                format!(
-                    "names no target resource: expected one of {}",
-                    labels.join(", ")
-                ),
-            )
-        })?;
-    let (kind, namespaced, resource_name) = target;
-    let namespace = if namespaced {
-        Some(namespace.ok_or_else(|| {
-            InvalidSignal::new(
-                "labels.namespace",
-                format!("is required for a {kind} target (or exported_namespace)"),
-            )
-        })?)
-    } else {
-        None
+    let resolved = match alert.status.as_deref() {
+        Some("resolved") => true,
+        None | Some("firing") => false,
+        Some(other) => {
+            return Err(InvalidSignal::new(
+                "status",
+                format!("must be \"firing\" or \"resolved\", got {other:?}"),
+            ))
+        }
     };
-    Ok(Signal {
-        severity: non_empty(alert.labels.get("severity"))
+    let labels = merged(&common.labels, alert.labels);
+    let annotations = merged(&common.annotations, alert.annotations);
+    let identified = non_empty(labels.get("alertname"))
+        .ok_or_else(|| InvalidSignal::new("labels.alertname", "is required"))
+        .and_then(|name| Ok((name, target_of(&labels, config)?)));
+    let (name, target) = match identified {
+        Ok(found) => found,
+        Err(e) if resolved => return Ok(Alert::ResolvedWithoutTarget(e)),
+        Err(e) => return Err(e),
+    };
+    let signal = Signal {
+        severity: non_empty(labels.get("severity"))
             .unwrap_or(UNKNOWN_SEVERITY)
             .to_owned(),
         name: name.to_owned(),
         source: SignalSource::Prometheus,
-        target: ResourceRef::new(namespace, *kind, resource_name),
+        target,
         firing_time: alert.starts_at,
         received_time,
-        labels: alert.labels.clone(),
-        annotations: alert.annotations,
+        labels,
+        annotations,
         payload: raw,
+    };
+    Ok(if resolved {
+        Alert::Resolved(signal)
+    } else {
+        Alert::Firing(signal)
     })
+}
+
+/// The target an alert's labels name, by the first matching row of the table.
+pub fn target_of(
+    labels: &BTreeMap<String, String>,
+    config: &SignalsConfig,
+) -> Result<ResourceRef, InvalidSignal> {
+    let job = non_empty(labels.get("job"));
+    let row = config
+        .target_labels
+        .iter()
+        .filter(|row| row.jobs.is_empty() || job.is_some_and(|j| row.jobs.iter().any(|r| r == j)))
+        .find_map(|row| non_empty(labels.get(&row.label)).map(|name| (row, name)));
+    let Some((row, name)) = row else {
+        let names: Vec<&str> = config
+            .target_labels
+            .iter()
+            .map(|r| r.label.as_str())
+            .collect();
+        return Err(InvalidSignal::new(
+            "labels",
+            format!(
+                "names no target resource: expected one of {} (signals.target_labels; \
+                 scrape labels such as job, instance and service never name a target)",
+                names.join(", ")
+            ),
+        ));
+    };
+    if row.cluster_scoped {
+        return Ok(ResourceRef::new(None, row.kind.clone(), name));
+    }
+    let namespace = config
+        .namespace_labels
+        .iter()
+        .find_map(|l| non_empty(labels.get(l)))
+        .ok_or_else(|| {
+            InvalidSignal::new(
+                "labels.namespace",
+                format!(
+                    "is required for a {} target (from label {}; looked in {})",
+                    row.kind,
+                    row.label,
+                    config.namespace_labels.join(", ")
+                ),
+            )
+        })?;
+    Ok(ResourceRef::new(Some(namespace), row.kind.clone(), name))
 }
 
 fn non_empty(v: Option<&String>) -> Option<&str> {
@@ -285,6 +377,40 @@ struct ObjectRef {
 #[derive(Debug, Deserialize)]
 struct EventSource {
     component: Option<String>,
+}
+
+/// The times a core/v1 Event says it was last observed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventTimes {
+    #[serde(default)]
+    last_timestamp: Option<DateTime<Utc>>,
+    #[serde(default)]
+    event_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    series: Option<EventSeries>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventSeries {
+    #[serde(default)]
+    last_observed_time: Option<DateTime<Utc>>,
+}
+
+/// When an Event was last observed, by its own body: the newest of
+/// `lastTimestamp`, `eventTime` and `series.lastObservedTime`; `None` when it
+/// carries none of them (or they are not RFC 3339).
+pub fn event_last_observed(body: &Value) -> Option<DateTime<Utc>> {
+    let times = EventTimes::deserialize(body).unwrap_or_default();
+    [
+        times.last_timestamp,
+        times.event_time,
+        times.series.and_then(|s| s.last_observed_time),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
 }
 
 /// Kinds that are cluster-scoped, so their events carry no namespace for them.
@@ -424,6 +550,153 @@ mod tests {
         let e = parse_alertmanager(webhook(json!([])), Utc::now()).unwrap_err();
         assert_eq!(e.field, "alerts");
         assert!(parse_alertmanager(json!([1, 2]), Utc::now()).is_err());
+    }
+
+    fn labels(v: Value) -> BTreeMap<String, String> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// kube-prometheus's KubeDeploymentReplicasMismatch as kube-prometheus-stack
+    /// delivers it: the scrape's identity and the exporter's own Pod included.
+    fn deployment_mismatch() -> BTreeMap<String, String> {
+        labels(
+            json!({"alertname": "KubeDeploymentReplicasMismatch", "container": "kube-state-metrics",
+            "deployment": "checkout", "endpoint": "http", "instance": "10.244.1.7:8080",
+            "job": "kube-state-metrics", "namespace": "shop",
+            "pod": "kube-prometheus-stack-kube-state-metrics-6d8b4c9f5-lq2mz",
+            "prometheus": "monitoring/kube-prometheus-stack-prometheus",
+            "service": "kube-prometheus-stack-kube-state-metrics", "severity": "warning"}),
+        )
+    }
+
+    #[test]
+    fn the_default_table_follows_kube_state_metrics_and_node_exporter_labels() {
+        let c = SignalsConfig::default();
+        let target = |v: Value| target_of(&labels(v), &c).unwrap();
+        assert_eq!(
+            target_of(&deployment_mismatch(), &c).unwrap(),
+            ResourceRef::new(Some("shop"), "Deployment", "checkout")
+        );
+        // KubeJobFailed: `job` is the scrape's, `job_name` the Job.
+        assert_eq!(
+            target(
+                json!({"alertname": "KubeJobFailed", "condition": "true", "job": "kube-state-metrics",
+                "job_name": "nightly-report-28860480", "namespace": "batch",
+                "instance": "10.244.1.7:8080", "service": "kube-state-metrics"})
+            ),
+            ResourceRef::new(Some("batch"), "Job", "nightly-report-28860480")
+        );
+        // KubePodCrashLooping.
+        assert_eq!(
+            target(
+                json!({"alertname": "KubePodCrashLooping", "container": "checkout",
+                "job": "kube-state-metrics", "namespace": "shop", "pod": "checkout-7d9f8b6c4-x2x4q",
+                "reason": "CrashLoopBackOff", "service": "kube-state-metrics"})
+            ),
+            ResourceRef::new(Some("shop"), "Pod", "checkout-7d9f8b6c4-x2x4q")
+        );
+        // NodeFilesystemSpaceFillingUp from kube-prometheus (instance relabelled to the node).
+        assert_eq!(
+            target(
+                json!({"alertname": "NodeFilesystemSpaceFillingUp", "container": "kube-rbac-proxy",
+                "device": "/dev/nvme0n1p1", "endpoint": "https", "fstype": "ext4",
+                "instance": "worker-3", "job": "node-exporter", "mountpoint": "/",
+                "namespace": "monitoring", "pod": "node-exporter-8xk2p", "service": "node-exporter"})
+            ),
+            ResourceRef::new(None, "Node", "worker-3")
+        );
+        // KubeNodeNotReady names the node in `node`; elsewhere `instance` is no node.
+        assert_eq!(
+            target(
+                json!({"alertname": "KubeNodeNotReady", "condition": "Ready", "status": "true",
+                "job": "kube-state-metrics", "instance": "10.244.1.7:8080", "node": "worker-2"})
+            ),
+            ResourceRef::new(None, "Node", "worker-2")
+        );
+        // Only scrape identity: no target.
+        let e = target_of(
+            &labels(
+                json!({"alertname": "TargetDown", "job": "kube-state-metrics",
+                "instance": "10.244.1.7:8080", "service": "kube-state-metrics",
+                "endpoint": "http", "container": "kube-state-metrics", "namespace": "monitoring",
+                "prometheus": "monitoring/k8s", "prometheus_replica": "prometheus-k8s-0",
+                "exported_job": "x"}),
+            ),
+            &c,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "labels");
+        assert!(e.message.contains("job_name"), "{}", e.message);
+    }
+
+    #[test]
+    // figment's Jail API fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
+    fn a_table_from_the_configuration_replaces_the_default() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "g.yaml",
+                "signals:\n  cluster_label: k8s_cluster\n  namespace_labels: [namespace]\n  target_labels:\n    - {label: app_kubernetes_io_name, kind: Deployment}\n    - {label: instance, kind: Node, cluster_scoped: true, jobs: [node]}\n",
+            )?;
+            let c = crate::config::Config::load(Some(std::path::Path::new("g.yaml")))
+                .unwrap()
+                .signals;
+            assert_eq!(c.cluster_label, "k8s_cluster");
+            let relabelled = labels(json!({"alertname": "HighErrorRate", "job": "checkout",
+                "namespace": "shop", "app_kubernetes_io_name": "checkout", "pod": "checkout-1"}));
+            assert_eq!(
+                target_of(&relabelled, &c).unwrap(),
+                ResourceRef::new(Some("shop"), "Deployment", "checkout")
+            );
+            let node =
+                labels(json!({"alertname": "NodeDown", "job": "node", "instance": "worker-9"}));
+            assert_eq!(
+                target_of(&node, &c).unwrap(),
+                ResourceRef::new(None, "Node", "worker-9")
+            );
+            // The replaced table no longer knows `deployment`.
+            assert!(target_of(&deployment_mismatch(), &c).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn resolved_alerts_parse_even_without_a_target_and_common_labels_merge() {
+        let body = json!({"commonLabels": {"namespace": "shop", "severity": "info"},
+        "alerts": [
+            {"status": "resolved", "labels": {"alertname": "Watchdog"}},
+            {"status": "resolved", "labels": {"alertname": "A", "pod": "p-0"}},
+            {"status": "firing", "labels": {"alertname": "A", "pod": "p-0", "severity": "critical"},
+             "annotations": null}
+        ]});
+        let all = parse_webhook(body, Utc::now(), &SignalsConfig::default()).unwrap();
+        assert!(matches!(all[0], Ok(Alert::ResolvedWithoutTarget(_))));
+        let Ok(Alert::Resolved(s)) = &all[1] else {
+            panic!("{:?}", all[1])
+        };
+        assert_eq!(s.target, ResourceRef::new(Some("shop"), "Pod", "p-0"));
+        assert_eq!(s.severity, "info");
+        let Ok(Alert::Firing(s)) = &all[2] else {
+            panic!("{:?}", all[2])
+        };
+        assert_eq!(s.severity, "critical");
+    }
+
+    #[test]
+    fn an_event_is_dated_by_its_newest_observation() {
+        let mut v = event("Warning");
+        assert_eq!(
+            event_last_observed(&v),
+            None,
+            "firstTimestamp alone says nothing of now"
+        );
+        v["lastTimestamp"] = json!("2026-11-28T05:01:00Z");
+        v["eventTime"] = json!("2026-11-28T05:00:30.123456Z");
+        v["series"] = json!({"count": 4, "lastObservedTime": "2026-11-28T05:09:00.000001Z"});
+        assert_eq!(
+            event_last_observed(&v).unwrap().to_rfc3339(),
+            "2026-11-28T05:09:00.000001+00:00"
+        );
     }
 
     fn event(kind_type: &str) -> Value {
