@@ -416,3 +416,47 @@ async fn a_kubernetes_event_older_than_max_signal_age_by_its_body_is_stale() {
         .await;
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
 }
+
+#[tokio::test]
+async fn a_webhook_with_one_backend_failure_answers_503_and_its_retry_creates_each_request_once() {
+    common::install_gateway_metrics();
+    let dir = tempfile::tempdir().unwrap();
+    let ds = common::start_datastorage(&dir.path().join("audit.db"), 0).await;
+    let memory = std::sync::Arc::new(gateway::remediation::memory::MemoryBackend::new(
+        std::time::Duration::from_secs(60),
+    ));
+    // The first creation commits and then fails, as an API server timing out.
+    let backend = std::sync::Arc::new(common::flaky_backend::FlakyBackend::new(
+        memory.clone(),
+        0,
+        1,
+    ));
+    let gw = common::start_gateway(common::gateway_config(&ds.url()), backend).await;
+    let pod = |name: &str| {
+        firing(
+            json!({"alertname": "KubePodCrashLooping", "job": "kube-state-metrics",
+            "namespace": "shop", "pod": name}),
+        )
+    };
+    let body = webhook(vec![pod("a-0"), pod("b-0")]);
+    let resp = gw.post_json(PROMETHEUS, &body).await;
+    assert_eq!(
+        resp.status(),
+        503,
+        "a 207 would tell Alertmanager everything was delivered"
+    );
+    assert!(resp.headers().contains_key("retry-after"));
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["index"], 0, "{problem}");
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 1, "{problem}");
+
+    let retry = gw.post_json(PROMETHEUS, &body).await;
+    assert_eq!(retry.status(), 207);
+    let result: MultiStatus = retry.json().await.unwrap();
+    assert_eq!(result.summary.duplicate, 2, "{result:?}");
+    assert_eq!(
+        memory.requests().len(),
+        2,
+        "one request per Pod, none twice"
+    );
+}

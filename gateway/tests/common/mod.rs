@@ -15,6 +15,8 @@ use gateway::startup::Application;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+pub mod flaky_backend;
+
 #[allow(unused_imports)] // not every test binary starts servers
 pub use datastorage::testing::ports::free_port;
 
