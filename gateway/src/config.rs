@@ -219,6 +219,26 @@ impl Default for SignalsConfig {
     }
 }
 
+impl SignalsConfig {
+    /// Refuses a table that could never name a target, naming the bad row.
+    pub fn check(&self) -> Result<(), String> {
+        if self.target_labels.is_empty() {
+            return Err("signals.target_labels is empty: no alert could name a target".into());
+        }
+        for (i, row) in self.target_labels.iter().enumerate() {
+            if row.label.trim().is_empty() || row.kind.trim().is_empty() {
+                return Err(format!(
+                    "signals.target_labels[{i}] needs a non-empty label and kind"
+                ));
+            }
+        }
+        if self.namespace_labels.iter().any(|l| l.trim().is_empty()) {
+            return Err("signals.namespace_labels holds an empty label".into());
+        }
+        Ok(())
+    }
+}
+
 /// Which RemediationRequest backend serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -290,7 +310,12 @@ pub use service_kit::logging::{LogConfig, LogFormat};
 impl Config {
     /// Loads defaults, then `file` (when given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
-        Self::figment(file).extract().map_err(Box::new)
+        let config: Self = Self::figment(file).extract().map_err(Box::new)?;
+        config
+            .signals
+            .check()
+            .map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(config)
     }
 
     /// The layered sources.
@@ -341,6 +366,26 @@ mod tests {
             assert_eq!(c.server.api_port, 8280);
             assert_eq!(c.remediation.backend, BackendKind::Memory);
             assert_eq!(c.audit.data_storage_url, "http://127.0.0.1:9999");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_or_blank_target_table_is_refused_at_load() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("g.yaml", "signals:\n  target_labels: []\n")?;
+            let err = Config::load(Some(Path::new("g.yaml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("signals.target_labels"), "{err}");
+            jail.create_file(
+                "h.yaml",
+                "signals:\n  target_labels: [{label: pod, kind: ''}]\n",
+            )?;
+            let err = Config::load(Some(Path::new("h.yaml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("target_labels[0]"), "{err}");
             Ok(())
         });
     }
