@@ -167,7 +167,11 @@ async fn real_alerts_become_requests_about_their_targets_and_resolve_without_fai
     let created = eventually(Duration::from_secs(60), "a request per target", || async {
         let created = audit_events(&ds.url(), "event_type=gateway.crd.created").await;
         let targets: BTreeSet<_> = created.iter().map(target_of).collect();
-        (targets.len() >= expected.len()).then_some(created)
+        if targets.len() >= expected.len() {
+            Ok(created)
+        } else {
+            Err(format!("targets {targets:?}"))
+        }
     })
     .await;
     let targets: BTreeSet<_> = created.iter().map(target_of).collect();
@@ -190,7 +194,11 @@ async fn real_alerts_become_requests_about_their_targets_and_resolve_without_fai
                 .iter()
                 .map(|e| e["correlation_id"].as_str().unwrap().to_owned())
                 .collect();
-            (on == requests).then_some(resolved)
+            if on == requests {
+                Ok(resolved)
+            } else {
+                Err(format!("resolved on {on:?} of {requests:?}"))
+            }
         },
     )
     .await;
@@ -210,7 +218,11 @@ async fn real_alerts_become_requests_about_their_targets_and_resolve_without_fai
             let n = mon
                 .alertmanager_counter("alertmanager_notifications_total", "webhook")
                 .await;
-            (n >= 2.0 * groups).then_some(n)
+            if n >= 2.0 * groups {
+                Ok(n)
+            } else {
+                Err(format!("{n} notifications"))
+            }
         },
     )
     .await;
@@ -283,8 +295,13 @@ async fn alertmanager_retries_through_backend_503s_and_exactly_one_request_exist
             let requests = mon
                 .alertmanager_counter("alertmanager_notification_requests_total", "webhook")
                 .await;
-            (delivered >= 1.0 && answered_503 >= 2.0 && requests >= answered_503 + 1.0)
-                .then_some(())
+            if delivered >= 1.0 && answered_503 >= 2.0 && requests >= answered_503 + 1.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{delivered} notifications, {requests} requests, {answered_503} failed requests"
+                ))
+            }
         },
     )
     .await;
@@ -294,7 +311,11 @@ async fn alertmanager_retries_through_backend_503s_and_exactly_one_request_exist
     exporter.set(&only_job_failed(false), "");
     let resolved = eventually(Duration::from_secs(60), "the resolution", || async {
         let r = audit_events(&ds.url(), "event_type=gateway.signal.resolved").await;
-        (!r.is_empty()).then_some(r)
+        if r.is_empty() {
+            Err("no gateway.signal.resolved yet".to_owned())
+        } else {
+            Ok(r)
+        }
     })
     .await;
 

@@ -21,7 +21,12 @@ pub use datastorage::testing::ports::free_port;
 /// `PROMETHEUS_BIN` / `ALERTMANAGER_BIN` override the lookup on `PATH`.
 fn find_binary(env: &str, names: &[&str]) -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os(env) {
-        return Ok(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("{env}={} is not a file", path.display()))
+        };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
@@ -266,20 +271,22 @@ pub async fn wait_ready(url: &str) {
     }
 }
 
-/// Polls `check` until it returns `Some`, at most `timeout`; `what` names the
-/// awaited outcome in the failure.
+/// Polls `check` until it returns `Ok`, at most `timeout`; the failure names
+/// `what` was awaited and the last state `check` reported (its `Err`).
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: std::future::Future<Output = Result<T, String>>,
 {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = check().await {
-            return v;
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
