@@ -1,4 +1,4 @@
-//! The Gateway's audit trail: the four event types, built in one place.
+//! The Gateway's audit trail: its event types, built in one place.
 //!
 //! Correlation id = RemediationRequest name, so one query by that name returns
 //! the whole story of a request. Recording never blocks and never fails the

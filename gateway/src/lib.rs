@@ -4,7 +4,7 @@
 //! Layers, outermost first: [`api`] (HTTP admission and answers, RFC 7807) →
 //! [`domain`] (one `Signal` type, fingerprints, the deduplication rule) →
 //! [`remediation`] (RemediationRequest backends: Kubernetes CRD or memory).
-//! [`audit`] builds the four audit event types; [`startup`] wires everything
+//! [`audit`] builds the audit events; [`startup`] wires everything
 //! from [`config`]; `main.rs` only parses the command line.
 
 pub mod api;
