@@ -245,8 +245,17 @@ fn parse_alert(
     received_time: DateTime<Utc>,
     config: &SignalsConfig,
 ) -> Result<Alert, InvalidSignal> {
-    let alert: RawAlert = serde_json::from_value(raw.clone())
-        .map_err(|e| InvalidSignal::new("", format!("not an AlertManager alert: {e}")))?;
+    let alert: RawAlert = match serde_json::from_value(raw.clone()) {
+        Ok(alert) => alert,
+        Err(e) => {
+            let e = InvalidSignal::new("", format!("not an AlertManager alert: {e}"));
+            // Even an unreadable resolved alert can start nothing: never `rejected`.
+            return match raw.get("status").and_then(Value::as_str) {
+                Some("resolved") => Ok(Alert::ResolvedWithoutTarget(e)),
+                _ => Err(e),
+            };
+        }
+    };
     let resolved = match alert.status.as_deref() {
         Some("resolved") => true,
         None | Some("firing") => false,
@@ -666,6 +675,7 @@ mod tests {
         "alerts": [
             {"status": "resolved", "labels": {"alertname": "Watchdog"}},
             {"status": "resolved", "labels": {"alertname": "A", "pod": "p-0"}},
+            {"status": "resolved", "labels": {"alertname": "B", "replicas": 3}},
             {"status": "firing", "labels": {"alertname": "A", "pod": "p-0", "severity": "critical"},
              "annotations": null}
         ]});
@@ -676,8 +686,9 @@ mod tests {
         };
         assert_eq!(s.target, ResourceRef::new(Some("shop"), "Pod", "p-0"));
         assert_eq!(s.severity, "info");
-        let Ok(Alert::Firing(s)) = &all[2] else {
-            panic!("{:?}", all[2])
+        assert!(matches!(all[2], Ok(Alert::ResolvedWithoutTarget(_))));
+        let Ok(Alert::Firing(s)) = &all[3] else {
+            panic!("{:?}", all[3])
         };
         assert_eq!(s.severity, "critical");
     }
