@@ -322,6 +322,16 @@ pub fn target_of(
             ),
         ));
     };
+    if !is_object_name(name) {
+        return Err(InvalidSignal::new(
+            format!("labels.{}", row.label),
+            format!(
+                "{name:?} is not a Kubernetes object name, so it cannot name a {} \
+                 (relabel it, or adapt signals.target_labels)",
+                row.kind
+            ),
+        ));
+    }
     if row.cluster_scoped {
         return Ok(ResourceRef::new(None, row.kind.clone(), name));
     }
@@ -341,6 +351,20 @@ pub fn target_of(
             )
         })?;
     Ok(ResourceRef::new(Some(namespace), row.kind.clone(), name))
+}
+
+/// A DNS-1123 subdomain: what every kind the table names accepts as a name
+/// (a scrape address such as `10.0.0.3:9100` is not one).
+fn is_object_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 fn non_empty(v: Option<&String>) -> Option<&str> {
@@ -622,6 +646,15 @@ mod tests {
             ),
             ResourceRef::new(None, "Node", "worker-2")
         );
+        // node-exporter without kube-prometheus's relabelling: an address, no node.
+        let e = target_of(
+            &labels(json!({"alertname": "NodeFilesystemSpaceFillingUp", "job": "node-exporter",
+                "instance": "10.0.3.7:9100", "pod": "node-exporter-8xk2p", "namespace": "monitoring"})),
+            &c,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "labels.instance");
+        assert!(e.message.contains("10.0.3.7:9100"), "{}", e.message);
         // Only scrape identity: no target.
         let e = target_of(
             &labels(
