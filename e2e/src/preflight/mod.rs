@@ -77,7 +77,7 @@ impl fmt::Display for Finding {
 }
 
 /// What the checks compare the manifests with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Context {
     /// Images `make images` builds.
     pub images: ImageRefs,
@@ -85,7 +85,12 @@ pub struct Context {
     pub kind_node_ports: Option<Vec<i32>>,
     /// `hostPath` volumes allowed anyway.
     pub host_path_allow: Vec<String>,
+    /// The cluster's DNS domain (`<svc>.<ns>.svc.<domain>`).
+    pub cluster_domain: String,
 }
+
+/// Kubernetes' default cluster domain (Kind's, and most clusters').
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
 impl Context {
     /// The repository's own context: `deploy/images.env`, `deploy/kind/cluster.yaml`.
@@ -98,6 +103,7 @@ impl Context {
             images,
             kind_node_ports,
             host_path_allow: Vec::new(),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
         })
     }
 }
@@ -105,7 +111,7 @@ impl Context {
 /// Runs every check.
 pub fn check(objects: &Objects, context: &Context) -> Vec<Finding> {
     let mut findings = Vec::new();
-    findings.extend(urls::check(objects));
+    findings.extend(urls::check(objects, context));
     findings.extend(host_paths::check(objects, &context.host_path_allow));
     findings.extend(rbac::check(objects));
     findings.extend(probes::check(objects));

@@ -1,8 +1,12 @@
-//! Check 4: every Deployment container has readiness and liveness probes,
-//! aimed at ports it declares.
+//! Check 4: every Deployment and StatefulSet container has readiness and
+//! liveness probes, aimed at ports it declares, and a readiness probe that
+//! asks about readiness.
 //!
 //! Without a readiness probe, a Service sends traffic to a Pod before it can
 //! serve; the reference platform deployed callers before DataStorage was Ready.
+//! A readiness probe on `/healthz` (liveness: "the process runs") or a TCP
+//! check (the listener is bound) is no better: both pass before DataStorage
+//! reached PostgreSQL. A container with a `health` port serves `/readyz` there.
 
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -15,7 +19,7 @@ pub fn check(objects: &Objects) -> Vec<Finding> {
     for w in objects
         .workloads()
         .into_iter()
-        .filter(|w| w.kind == "Deployment")
+        .filter(|w| w.kind == "Deployment" || w.kind == "StatefulSet")
     {
         for c in &w.spec.containers {
             let probes = [
@@ -37,6 +41,17 @@ pub fn check(objects: &Objects) -> Vec<Finding> {
                     }),
                     None => {}
                     Some(p) => {
+                        if field == "readinessProbe" {
+                            findings.extend(readiness_problem(c, p).map(|problem| Finding {
+                                check: Check::Probes,
+                                object: w.describe(),
+                                field: field_path.clone(),
+                                problem,
+                                fix: format!(
+                                    "use httpGet {{path: {READYZ}, port: health}}: /readyz is what says the service can serve"
+                                ),
+                            }));
+                        }
                         if let Some(port) = probe_port(p).filter(|port| !declares(c, port)) {
                             findings.push(Finding {
                                 check: Check::Probes,
@@ -52,6 +67,34 @@ pub fn check(objects: &Objects) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// The path of readiness on every service's health port.
+const READYZ: &str = "/readyz";
+
+/// Why a readiness probe does not ask about readiness.
+fn readiness_problem(c: &Container, p: &Probe) -> Option<String> {
+    if let Some(http) = &p.http_get {
+        let path = http.path.as_deref().unwrap_or("/");
+        return (path != READYZ && serves_health(c)).then(|| {
+            format!("asks {path}, which answers while the service cannot serve yet (liveness, not readiness)")
+        });
+    }
+    if p.tcp_socket.is_some() && serves_health(c) {
+        return Some(
+            "is a TCP check, which passes once the port is bound, before the service can serve"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Whether the container declares the `health` port (one of our services).
+fn serves_health(c: &Container) -> bool {
+    c.ports
+        .iter()
+        .flatten()
+        .any(|p| p.name.as_deref() == Some("health"))
 }
 
 fn probe_port(p: &Probe) -> Option<IntOrString> {
