@@ -367,7 +367,7 @@ fn the_real_overlay_gives_the_workloads_and_node_port_urls() {
     assert_eq!(stack.data_storage.service, DATA_STORAGE_SERVICE);
     assert_eq!(
         stack.gateway.describe(),
-        "Deployment kubernaut-system/gateway"
+        "StatefulSet kubernaut-system/gateway"
     );
     assert_eq!(stack.gateway.container, "gateway");
     let has_postgres = objects.service(NAMESPACE, POSTGRES_SERVICE).is_some();
@@ -451,46 +451,7 @@ fn the_e2e_callers_hold_exactly_the_verbs_the_scenarios_rely_on() {
     }
 }
 
-#[test]
-fn the_gateway_spool_survives_pod_replacement() {
-    let rendered = rendered();
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&rendered)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
-    let find = |kind: &str, n: &str| {
-        docs.iter()
-            .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(n))
-            .unwrap_or_else(|| panic!("{kind} {n} in the overlay"))
-    };
-    let pvc = find("PersistentVolumeClaim", "gateway-audit-spool");
-    assert_eq!(pvc["metadata"]["namespace"].as_str(), Some(NAMESPACE));
-    assert_eq!(
-        pvc["spec"]["accessModes"][0].as_str(),
-        Some("ReadWriteOnce")
-    );
-    let gateway = find("Deployment", "gateway");
-    assert_eq!(
-        gateway["spec"]["strategy"]["type"].as_str(),
-        Some("Recreate")
-    );
-    let volumes = gateway["spec"]["template"]["spec"]["volumes"]
-        .as_sequence()
-        .unwrap();
-    let spool = volumes
-        .iter()
-        .find(|v| v["name"].as_str() == Some("audit-spool"))
-        .unwrap();
-    assert_eq!(
-        spool["persistentVolumeClaim"]["claimName"].as_str(),
-        Some("gateway-audit-spool")
-    );
-    // The suite reaches a not-Ready Gateway (DataStorage stopped on purpose).
-    let service = find("Service", GATEWAY_SERVICE);
-    assert_eq!(
-        service["spec"]["publishNotReadyAddresses"].as_bool(),
-        Some(true)
-    );
-}
+// The Gateway's spool (one claim per StatefulSet Pod) is asserted in tests/manifests.rs.
 
 const PODS: &str = r#"{
   "apiVersion": "v1", "kind": "List", "metadata": {},

@@ -90,7 +90,7 @@ fn missing_probes_and_undeclared_probe_ports_are_caught() {
     assert_eq!(findings.len(), 2, "{findings:#?}");
     assert!(findings
         .iter()
-        .all(|f| f.check == Check::Probes && f.object == "Deployment kubernaut-system/gateway"));
+        .all(|f| f.check == Check::Probes && f.object == "StatefulSet kubernaut-system/gateway"));
     let fields: Vec<&str> = findings.iter().map(|f| f.field.as_str()).collect();
     assert!(fields.contains(&"containers[gateway].readinessProbe"));
     assert!(fields.contains(&"containers[gateway].livenessProbe"));
@@ -288,5 +288,31 @@ fn a_tcp_readiness_probe_is_caught() {
         "containers[datastorage].readinessProbe",
         "TCP check",
         "httpGet {path: /readyz, port: health}",
+    );
+}
+
+#[test]
+fn a_startup_probe_shorter_than_startup_timeout_is_caught() {
+    rejected(
+        "startup-budget",
+        Check::Probes,
+        "Deployment kubernaut-system/datastorage",
+        "containers[datastorage].startupProbe",
+        "allows 60 s, but DataStorage waits up to store.postgres.startup_timeout = 120 s",
+        "at least 120 s",
+    );
+}
+
+#[test]
+fn the_production_overlay_passes_every_check() {
+    let findings = findings_of("deploy/overlays/production");
+    assert!(
+        findings.is_empty(),
+        "{}",
+        findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -24,6 +24,27 @@ impl ImageRefs {
         Ok(Self::parse(&text))
     }
 
+    /// The production overlay's references: `PRODUCTION_REGISTRY/<name>:PRODUCTION_TAG`.
+    pub fn load_production(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let dev = Self::parse(&text);
+        let var = |key: &str| {
+            text.lines()
+                .filter_map(|l| l.trim().split_once('='))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().to_owned())
+                .ok_or_else(|| anyhow::anyhow!("{} has no {key}", path.display()))
+        };
+        let (registry, tag) = (var("PRODUCTION_REGISTRY")?, var("PRODUCTION_TAG")?);
+        let by_name = dev
+            .by_name
+            .keys()
+            .map(|short| (short.clone(), format!("{registry}/{short}:{tag}")))
+            .collect();
+        Ok(Self { by_name })
+    }
+
     pub fn parse(text: &str) -> Self {
         let vars: BTreeMap<&str, &str> = text
             .lines()

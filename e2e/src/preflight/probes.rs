@@ -15,7 +15,7 @@ use super::objects::Objects;
 use super::{Check, Finding};
 
 pub fn check(objects: &Objects) -> Vec<Finding> {
-    let mut findings = Vec::new();
+    let mut findings = startup_budgets(objects);
     for w in objects
         .workloads()
         .into_iter()
@@ -63,6 +63,63 @@ pub fn check(objects: &Objects) -> Vec<Finding> {
                         }
                     }
                 }
+            }
+        }
+    }
+    findings
+}
+
+/// Seconds a probe lets pass before it fails the container:
+/// `initialDelaySeconds + periodSeconds x failureThreshold` (Kubernetes'
+/// defaults: 0, 10, 3).
+pub fn budget_seconds(p: &Probe) -> i64 {
+    i64::from(p.initial_delay_seconds.unwrap_or(0))
+        + i64::from(p.period_seconds.unwrap_or(10)) * i64::from(p.failure_threshold.unwrap_or(3))
+}
+
+/// DataStorage waits up to `store.postgres.startup_timeout` for PostgreSQL
+/// before it serves: its startup probe must allow at least that long, or a
+/// restart during a PostgreSQL outage becomes a crash loop. The number lives
+/// in one place, the service's configuration (its default, or the ConfigMap).
+fn startup_budgets(objects: &Objects) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for w in objects.workloads() {
+        for c in &w.spec.containers {
+            let is_datastorage = c.image.as_deref().is_some_and(|i| {
+                i.rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with("datastorage"))
+            });
+            if !is_datastorage {
+                continue;
+            }
+            let Some(config) = super::configs::mounted_yaml(objects, &w, c)
+                .into_iter()
+                .find_map(super::configs::datastorage_config)
+            else {
+                continue;
+            };
+            if config.store.backend != datastorage::config::Backend::Postgres {
+                continue;
+            }
+            let timeout = config.store.postgres.startup_timeout.as_secs();
+            let (field, budget) = match (&c.startup_probe, &c.liveness_probe) {
+                (Some(p), _) => ("startupProbe", budget_seconds(p)),
+                (None, Some(p)) => ("livenessProbe", budget_seconds(p)),
+                (None, None) => continue,
+            };
+            if budget < i64::try_from(timeout).unwrap_or(i64::MAX) {
+                findings.push(Finding {
+                    check: Check::Probes,
+                    object: w.describe(),
+                    field: format!("containers[{}].{field}", c.name),
+                    problem: format!(
+                        "allows {budget} s, but DataStorage waits up to store.postgres.startup_timeout = {timeout} s for PostgreSQL"
+                    ),
+                    fix: format!(
+                        "raise periodSeconds x failureThreshold to at least {timeout} s (or lower startup_timeout)"
+                    ),
+                });
             }
         }
     }

@@ -244,9 +244,9 @@ impl KindPlatform {
     }
 
     /// Until the Gateway runs a Pod that is not one of `old` and `/healthz`
-    /// answers through its NodePort. (The kind overlay publishes the Gateway's
-    /// endpoints before it is Ready, so a Gateway that cannot reach DataStorage
-    /// is still reachable — as it is outside Kubernetes.)
+    /// answers through its NodePort. The NodePort routes like production (no
+    /// `publishNotReadyAddresses`): only a Gateway Pod that reached DataStorage
+    /// once since it started is behind it.
     async fn wait_gateway_live(&self, old: &BTreeSet<String>) -> anyhow::Result<()> {
         let t = &self.options.timeouts;
         wait::container_started(&self.client, &self.stack.gateway, old, t.ready).await?;
@@ -332,9 +332,9 @@ impl Platform for KindPlatform {
     }
 
     /// Sets (or removes) `GATEWAY_AUDIT__DATA_STORAGE_URL` on the Gateway
-    /// Deployment and waits for the rollout: the old Pod gone (Recreate: it
-    /// drains and spools first), a new one live. The spool is a
-    /// PersistentVolumeClaim, so the new Pod replays what the old one left.
+    /// workload and waits for the rollout: the old Pods gone (each drains and
+    /// spools first), new ones live. Each Pod's spool is its own claim, so the
+    /// Pod of the same ordinal replays what its predecessor left.
     async fn restart_gateway_with_data_storage_url(
         &mut self,
         url: Option<&str>,
@@ -352,8 +352,11 @@ impl Platform for KindPlatform {
             let old = workloads::pod_uids(&self.client, set).await?;
             let restarted_at = chrono::Utc::now().to_rfc3339();
             let patch = workloads::gateway_url_patch(set, url, &restarted_at);
-            let generation = workloads::patch_deployment(&self.client, set, patch).await?;
+            let generation = workloads::patch_workload(&self.client, set, patch).await?;
             wait::generation_observed(&self.client, set, generation, t.ready).await?;
+            if set.kind == WorkloadKind::StatefulSet {
+                workloads::delete_pods(&self.client, set).await?;
+            }
             wait::pods_replaced(&self.client, set, &old, t.gone).await?;
             self.wait_gateway_live(&old).await
         })
