@@ -539,3 +539,46 @@ async fn diagnostics_collect_every_container_log_events_objects_and_node_logs() 
         "a failed item is reported, the rest still collected: {errors}"
     );
 }
+
+#[test]
+fn a_kill_stops_the_container_on_its_node_without_a_grace_period() {
+    let o = options();
+    let cmd = plan::kill_container(&o, "kubernaut-e2e-control-plane", "4f3c2a");
+    assert_eq!(
+        argv(&cmd),
+        strings(&[
+            "docker",
+            "exec",
+            "kubernaut-e2e-control-plane",
+            "crictl",
+            "stop",
+            "--timeout",
+            "0",
+            "4f3c2a"
+        ])
+    );
+    assert_eq!(
+        plan::runtime_container_id("containerd://4f3c2a9b"),
+        Some("4f3c2a9b")
+    );
+    assert_eq!(plan::runtime_container_id("containerd://"), None);
+    assert_eq!(plan::runtime_container_id("4f3c2a9b"), None);
+    assert_eq!(plan::runtime_container_id("containerd://a; rm -rf /"), None);
+}
+
+#[test]
+fn kind_export_logs_goes_into_the_run_directory() {
+    let o = options();
+    let dir = o.artefact_dir.join("failures/kind");
+    assert_eq!(
+        argv(&plan::export_logs(&o, &dir)),
+        strings(&[
+            "kind",
+            "export",
+            "logs",
+            &path(&dir),
+            "--name",
+            &o.cluster_name
+        ])
+    );
+}

@@ -285,13 +285,25 @@ impl Platform for KindPlatform {
         .await
     }
 
-    /// Deletes the Pods with grace period 0 (SIGKILL) and scales to zero, then
-    /// waits until no Pod is left. A Deployment's Pods are deleted first so
-    /// the scale-down cannot SIGTERM them; a StatefulSet is scaled first, as
-    /// it would recreate a deleted Pod under the same name.
+    /// Kills the main container of every Pod for real (`crictl stop
+    /// --timeout 0` on its node: SIGKILL, no shutdown runs), then deletes the
+    /// Pods with grace period 0 and scales to zero, so the kubelet's restart
+    /// of the container does not bring it back; waits until no Pod is left.
+    /// A Deployment's Pods are deleted before the scale-down so it cannot
+    /// SIGTERM a restarted container; a StatefulSet is scaled first, as it
+    /// would recreate a deleted Pod under the same name.
     async fn kill(&mut self, component: Component) -> anyhow::Result<()> {
         let set = self.pod_set(component)?;
         step(&format!("kill {}", set.describe()), async {
+            let containers = workloads::running_containers(&self.client, set).await?;
+            if containers.is_empty() {
+                anyhow::bail!("{} has no running container to kill", set.describe());
+            }
+            for (node, id) in &containers {
+                self.runner
+                    .run(&plan::kill_container(&self.options, node, id))
+                    .await?;
+            }
             match set.kind {
                 WorkloadKind::Deployment => {
                     workloads::force_delete_pods(&self.client, set).await?;

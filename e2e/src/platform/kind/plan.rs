@@ -226,6 +226,33 @@ pub fn export_logs(o: &KindOptions, dir: &Path) -> Cmd {
     .timeout(o.timeouts.command)
 }
 
+/// Kills a container for real, on the Kind node that runs it:
+/// `docker exec <node> crictl stop --timeout 0 <id>` (SIGKILL at once, no
+/// SIGTERM, no grace period). Deleting a Pod with grace period 0 is not that:
+/// the kubelet still sends SIGTERM and waits (kubernetes/kubernetes#120449).
+pub fn kill_container(o: &KindOptions, node: &str, container_id: &str) -> Cmd {
+    Cmd::new(
+        "docker",
+        [
+            "exec",
+            node,
+            "crictl",
+            "stop",
+            "--timeout",
+            "0",
+            container_id,
+        ],
+    )
+    .timeout(o.timeouts.command)
+}
+
+/// The runtime's ID in a Pod's `containerStatuses[].containerID`
+/// (`containerd://<id>`), as `crictl` takes it.
+pub fn runtime_container_id(status_id: &str) -> Option<&str> {
+    let (_, id) = status_id.split_once("://")?;
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric())).then_some(id)
+}
+
 /// What `kind delete cluster` would say when the cluster must not be replaced.
 fn cluster_exists_error(o: &KindOptions) -> anyhow::Error {
     let name = &o.cluster_name;

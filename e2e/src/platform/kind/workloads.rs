@@ -59,6 +59,34 @@ pub async fn force_delete_pods(client: &Client, set: &PodSet) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("deleting the Pods of {}: {e}", set.describe()))
 }
 
+/// `(node, runtime container ID)` of the main container of every running Pod
+/// of `set`: what [`super::plan::kill_container`] stops.
+pub async fn running_containers(
+    client: &Client,
+    set: &PodSet,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &set.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&set.selector))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.clone()?;
+            let status = p
+                .status
+                .as_ref()?
+                .container_statuses
+                .iter()
+                .flatten()
+                .find(|c| c.name == set.container)?;
+            let id = super::plan::runtime_container_id(status.container_id.as_deref()?)?;
+            Some((node, id.to_owned()))
+        })
+        .collect())
+}
+
 /// UIDs of the Pods of `set` that exist now.
 pub async fn pod_uids(client: &Client, set: &PodSet) -> anyhow::Result<BTreeSet<String>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &set.namespace);
