@@ -78,8 +78,11 @@ fn options() -> KindOptions {
     o
 }
 
+/// The images as a run builds them: under a content tag.
 fn images() -> ImageRefs {
-    ImageRefs::load(&root().join(plan::IMAGES_ENV)).unwrap()
+    ImageRefs::load(&root().join(plan::IMAGES_ENV))
+        .unwrap()
+        .with_tag("e2e-0123456789abcdef")
 }
 
 fn crds() -> CrdManifest {
@@ -116,7 +119,13 @@ fn up_creates_the_cluster_builds_loads_every_image_then_applies_crds_first() {
             "kubernaut-e2e",
             "--config",
         ]),
-        strings(&["make", "-C", &root, "images"]),
+        strings(&[
+            "make",
+            "-C",
+            &root,
+            "images",
+            "IMAGE_TAG=e2e-0123456789abcdef",
+        ]),
     ];
     expected[0].extend([
         format!("{root}/deploy/kind/cluster.yaml"),
@@ -143,20 +152,20 @@ fn up_creates_the_cluster_builds_loads_every_image_then_applies_crds_first() {
         "-f",
         "/tmp/e2e-artefacts/crds.yaml",
     ]));
-    expected.push(vec![
-        "kubectl".into(),
-        "--context".into(),
-        "kind-kubernaut-e2e".into(),
-        "apply".into(),
-        "-k".into(),
-        format!("{root}/deploy/overlays/kind"),
-    ]);
+    expected.push(strings(&[
+        "kubectl",
+        "--context",
+        "kind-kubernaut-e2e",
+        "apply",
+        "-f",
+        "/tmp/e2e-artefacts/rendered-tagged.yaml",
+    ]));
     let got: Vec<Vec<String>> = up.commands().into_iter().map(argv).collect();
     assert_eq!(got, expected);
     assert!(
         refs.by_name
             .values()
-            .any(|i| i == "localhost/kubernaut/gateway:e2e"),
+            .any(|i| i == "localhost/kubernaut/gateway:e2e-0123456789abcdef"),
         "{refs:?}"
     );
 
@@ -166,8 +175,14 @@ fn up_creates_the_cluster_builds_loads_every_image_then_applies_crds_first() {
         .steps
         .iter()
         .map(|s| match s {
-            Step::Run { cmd, .. } if cmd.args.contains(&"-f".to_owned()) => "apply crds",
-            Step::Run { cmd, .. } if cmd.args.contains(&"-k".to_owned()) => "apply overlay",
+            Step::Run { cmd, .. } if cmd.args.iter().any(|a| a.ends_with("crds.yaml")) => {
+                "apply crds"
+            }
+            Step::Run { cmd, .. }
+                if cmd.args.iter().any(|a| a.ends_with(plan::TAGGED_MANIFEST)) =>
+            {
+                "apply overlay"
+            }
             Step::Run { .. } => "run",
             Step::CrdsEstablished(names) => {
                 assert_eq!(names, &["remediationrequests.kubernaut.ai"]);
@@ -581,4 +596,38 @@ fn kind_export_logs_goes_into_the_run_directory() {
             &o.cluster_name
         ])
     );
+}
+
+#[test]
+fn images_are_tagged_by_the_content_of_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("gateway/src")).unwrap();
+    std::fs::create_dir_all(dir.path().join("target/debug")).unwrap();
+    std::fs::write(dir.path().join("gateway/src/main.rs"), "fn main() {}").unwrap();
+    let first = plan::content_tag(dir.path()).unwrap();
+    assert!(first.starts_with("e2e-") && first.len() == 20, "{first}");
+    assert_eq!(plan::content_tag(dir.path()).unwrap(), first, "stable");
+    // Build output does not change the tag; a source change does.
+    std::fs::write(dir.path().join("target/debug/gateway"), "binary").unwrap();
+    assert_eq!(plan::content_tag(dir.path()).unwrap(), first);
+    std::fs::write(dir.path().join("gateway/src/main.rs"), "fn main() { }").unwrap();
+    let second = plan::content_tag(dir.path()).unwrap();
+    assert_ne!(second, first, "a changed tree gets a new tag");
+
+    // The applied manifest runs the content-tagged images.
+    let built = ImageRefs::load(&root().join(plan::IMAGES_ENV)).unwrap();
+    let tagged = built.with_tag(&second);
+    let manifest = built.retag(&rendered(), &tagged);
+    for reference in built.by_name.values() {
+        assert!(
+            !manifest.contains(&format!("image: {reference}\n")),
+            "{reference} left"
+        );
+    }
+    for reference in tagged.by_name.values() {
+        assert!(
+            manifest.contains(&format!("image: {reference}\n")),
+            "{reference} missing"
+        );
+    }
 }

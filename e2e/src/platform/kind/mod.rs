@@ -182,7 +182,13 @@ impl KindPlatform {
             prepare(&options),
         )
         .await?;
-        let images = ImageRefs::load(&options.repo_root.join(plan::IMAGES_ENV))?;
+        let built = ImageRefs::load(&options.repo_root.join(plan::IMAGES_ENV))?;
+        let images = built.with_tag(&plan::content_tag(&options.repo_root)?);
+        let rendered = std::fs::read_to_string(options.artefact_dir.join("rendered.yaml"))?;
+        std::fs::write(
+            options.artefact_dir.join(plan::TAGGED_MANIFEST),
+            built.retag(&rendered, &images),
+        )?;
         let up_plan = resolve_plan(&*runner, &options, &images, crds.as_ref()).await?;
         if !up_plan.creates_cluster {
             eprintln!(
