@@ -41,8 +41,9 @@ images: ## Build the datastorage and gateway images (needs a Docker engine)
 	$(DOCKER) build -f deploy/docker/Dockerfile --build-arg BIN=datastorage -t $(DATASTORAGE_IMAGE):$(IMAGE_TAG) .
 	$(DOCKER) build -f deploy/docker/Dockerfile --build-arg BIN=gateway -t $(GATEWAY_IMAGE):$(IMAGE_TAG) .
 
-preflight: ## Check the Kind overlay's manifests (Service URLs, host paths, RBAC, probes, images, ports)
+preflight: ## Check the Kind and production overlays' manifests (Service URLs, host paths, RBAC, probes, images, ports)
 	$(CARGO) run -q -p e2e -- preflight --overlay deploy/overlays/kind
+	$(CARGO) run -q -p e2e -- preflight --overlay deploy/overlays/production
 
 test: ## Run every test of the workspace (unit, integration, process restarts, the local e2e suite)
 	$(CARGO) test --workspace

@@ -1,13 +1,16 @@
 //! Builds the application from its configuration and runs it until stopped.
 //!
-//! `Application::build` opens the store and binds every listener (port 0 picks a
-//! free port, which is how tests run many instances side by side), so a caller
-//! knows the addresses before serving starts.
+//! `Application::build` binds the health listener first (alive, not ready: the
+//! kubelet must not restart a process that waits for PostgreSQL), then opens
+//! the store and binds the other listeners (port 0 picks a free port, which is
+//! how tests run many instances side by side), so a caller knows the addresses
+//! before serving starts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use service_kit::early_health::EarlyHealth;
 use service_kit::listeners::{Drain, Listeners, Routers};
 use service_kit::readiness::Readiness;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +32,11 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store (running migrations) and binds the three listeners.
+    /// Binds the health listener, opens the store (running migrations) and
+    /// binds the other two listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let server = &config.server;
+        let health = EarlyHealth::bind(server.host, server.health_port, "store").await?;
         let hasher = match &config.chain.hmac_key_file {
             Some(path) => ChainHasher::from_key_file(path)
                 .with_context(|| format!("reading chain.hmac_key_file {}", path.display()))?,
@@ -48,10 +54,10 @@ impl Application {
             readiness: Readiness::default(),
         };
         let server = &config.server;
-        let listeners = Listeners::bind(
+        let listeners = Listeners::bind_with_health(
             server.host,
             server.api_port,
-            server.health_port,
+            health.into_listener().await?,
             server.metrics_port,
         )
         .await?;

@@ -41,14 +41,33 @@ fn the_dockerfile_is_multi_stage_pinned_cached_and_non_root() {
                 .nth(1)
         })
         .collect();
+    // Base images are named once, in ARGs pinned by digest, and every FROM
+    // that is not an earlier stage uses one of them.
+    let args: Vec<(&str, &str)> = ins
+        .iter()
+        .filter(|(i, _)| i == "ARG")
+        .filter_map(|(_, r)| r.split_once('='))
+        .collect();
     for from in &froms {
         let image = from.split_whitespace().next().unwrap();
         if stages.contains(&image) {
             continue; // an earlier stage, not a base image
         }
+        let arg = image
+            .strip_prefix("${")
+            .and_then(|a| a.strip_suffix('}'))
+            .unwrap_or_else(|| panic!("name base images in a digest-pinned ARG: {from}"));
+        let (_, reference) = args
+            .iter()
+            .find(|(name, _)| *name == arg)
+            .unwrap_or_else(|| panic!("ARG {arg} has no default"));
+        let digest = reference
+            .split_once("@sha256:")
+            .map(|(_, d)| d)
+            .unwrap_or_else(|| panic!("pin {arg} by digest: {reference}"));
         assert!(
-            !image.ends_with(":latest") && image.contains(':'),
-            "pin base image tags: {from}"
+            digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+            "{arg}: {digest}"
         );
     }
     // The dependency layer is cooked before the sources are copied in.
@@ -61,6 +80,29 @@ fn the_dockerfile_is_multi_stage_pinned_cached_and_non_root() {
         "dependencies must be built before copying the sources"
     );
     assert!(text.contains("--locked"), "builds must use Cargo.lock");
+    // `BIN` comes after every compile layer, so both images share them.
+    let bin = text.find("ARG BIN").expect("ARG BIN");
+    let build = text.rfind("cargo build").expect("cargo build");
+    assert!(
+        cook < bin && build < bin,
+        "ARG BIN must follow the dependency and build layers"
+    );
+    // Only the service crates are built: no test-support code ships.
+    let build_line = &text[build..text[build..].find('\n').map_or(text.len(), |e| build + e)];
+    assert!(
+        build_line.contains("-p datastorage") && build_line.contains("-p gateway"),
+        "build with -p <crate>: {build_line}"
+    );
+    assert!(!build_line.contains("--workspace"), "{build_line}");
+    // Compiles use BuildKit cache mounts for the registry.
+    for step in ["cargo chef cook", "cargo build"] {
+        let at = text.find(step).unwrap();
+        let run = text[..at].rfind("RUN ").unwrap();
+        assert!(
+            text[run..at].contains("--mount=type=cache,target=/usr/local/cargo/registry"),
+            "{step} must use a BuildKit cache mount"
+        );
+    }
     // The final stage runs as a numeric non-root user.
     let last_from = text.rfind("\nFROM ").unwrap();
     let runtime = &text[last_from..];

@@ -78,8 +78,11 @@ fn options() -> KindOptions {
     o
 }
 
+/// The images as a run builds them: under a content tag.
 fn images() -> ImageRefs {
-    ImageRefs::load(&root().join(plan::IMAGES_ENV)).unwrap()
+    ImageRefs::load(&root().join(plan::IMAGES_ENV))
+        .unwrap()
+        .with_tag("e2e-0123456789abcdef")
 }
 
 fn crds() -> CrdManifest {
@@ -116,7 +119,13 @@ fn up_creates_the_cluster_builds_loads_every_image_then_applies_crds_first() {
             "kubernaut-e2e",
             "--config",
         ]),
-        strings(&["make", "-C", &root, "images"]),
+        strings(&[
+            "make",
+            "-C",
+            &root,
+            "images",
+            "IMAGE_TAG=e2e-0123456789abcdef",
+        ]),
     ];
     expected[0].extend([
         format!("{root}/deploy/kind/cluster.yaml"),
@@ -143,20 +152,20 @@ fn up_creates_the_cluster_builds_loads_every_image_then_applies_crds_first() {
         "-f",
         "/tmp/e2e-artefacts/crds.yaml",
     ]));
-    expected.push(vec![
-        "kubectl".into(),
-        "--context".into(),
-        "kind-kubernaut-e2e".into(),
-        "apply".into(),
-        "-k".into(),
-        format!("{root}/deploy/overlays/kind"),
-    ]);
+    expected.push(strings(&[
+        "kubectl",
+        "--context",
+        "kind-kubernaut-e2e",
+        "apply",
+        "-f",
+        "/tmp/e2e-artefacts/rendered-tagged.yaml",
+    ]));
     let got: Vec<Vec<String>> = up.commands().into_iter().map(argv).collect();
     assert_eq!(got, expected);
     assert!(
         refs.by_name
             .values()
-            .any(|i| i == "localhost/kubernaut/gateway:e2e"),
+            .any(|i| i == "localhost/kubernaut/gateway:e2e-0123456789abcdef"),
         "{refs:?}"
     );
 
@@ -166,8 +175,14 @@ fn up_creates_the_cluster_builds_loads_every_image_then_applies_crds_first() {
         .steps
         .iter()
         .map(|s| match s {
-            Step::Run { cmd, .. } if cmd.args.contains(&"-f".to_owned()) => "apply crds",
-            Step::Run { cmd, .. } if cmd.args.contains(&"-k".to_owned()) => "apply overlay",
+            Step::Run { cmd, .. } if cmd.args.iter().any(|a| a.ends_with("crds.yaml")) => {
+                "apply crds"
+            }
+            Step::Run { cmd, .. }
+                if cmd.args.iter().any(|a| a.ends_with(plan::TAGGED_MANIFEST)) =>
+            {
+                "apply overlay"
+            }
             Step::Run { .. } => "run",
             Step::CrdsEstablished(names) => {
                 assert_eq!(names, &["remediationrequests.kubernaut.ai"]);
@@ -367,7 +382,7 @@ fn the_real_overlay_gives_the_workloads_and_node_port_urls() {
     assert_eq!(stack.data_storage.service, DATA_STORAGE_SERVICE);
     assert_eq!(
         stack.gateway.describe(),
-        "Deployment kubernaut-system/gateway"
+        "StatefulSet kubernaut-system/gateway"
     );
     assert_eq!(stack.gateway.container, "gateway");
     let has_postgres = objects.service(NAMESPACE, POSTGRES_SERVICE).is_some();
@@ -451,46 +466,7 @@ fn the_e2e_callers_hold_exactly_the_verbs_the_scenarios_rely_on() {
     }
 }
 
-#[test]
-fn the_gateway_spool_survives_pod_replacement() {
-    let rendered = rendered();
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&rendered)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
-    let find = |kind: &str, n: &str| {
-        docs.iter()
-            .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(n))
-            .unwrap_or_else(|| panic!("{kind} {n} in the overlay"))
-    };
-    let pvc = find("PersistentVolumeClaim", "gateway-audit-spool");
-    assert_eq!(pvc["metadata"]["namespace"].as_str(), Some(NAMESPACE));
-    assert_eq!(
-        pvc["spec"]["accessModes"][0].as_str(),
-        Some("ReadWriteOnce")
-    );
-    let gateway = find("Deployment", "gateway");
-    assert_eq!(
-        gateway["spec"]["strategy"]["type"].as_str(),
-        Some("Recreate")
-    );
-    let volumes = gateway["spec"]["template"]["spec"]["volumes"]
-        .as_sequence()
-        .unwrap();
-    let spool = volumes
-        .iter()
-        .find(|v| v["name"].as_str() == Some("audit-spool"))
-        .unwrap();
-    assert_eq!(
-        spool["persistentVolumeClaim"]["claimName"].as_str(),
-        Some("gateway-audit-spool")
-    );
-    // The suite reaches a not-Ready Gateway (DataStorage stopped on purpose).
-    let service = find("Service", GATEWAY_SERVICE);
-    assert_eq!(
-        service["spec"]["publishNotReadyAddresses"].as_bool(),
-        Some(true)
-    );
-}
+// The Gateway's spool (one claim per StatefulSet Pod) is asserted in tests/manifests.rs.
 
 const PODS: &str = r#"{
   "apiVersion": "v1", "kind": "List", "metadata": {},
@@ -577,4 +553,81 @@ async fn diagnostics_collect_every_container_log_events_objects_and_node_logs() 
         errors.contains("describe-pods.txt") && errors.contains("the server is gone"),
         "a failed item is reported, the rest still collected: {errors}"
     );
+}
+
+#[test]
+fn a_kill_stops_the_container_on_its_node_without_a_grace_period() {
+    let o = options();
+    let cmd = plan::kill_container(&o, "kubernaut-e2e-control-plane", "4f3c2a");
+    assert_eq!(
+        argv(&cmd),
+        strings(&[
+            "docker",
+            "exec",
+            "kubernaut-e2e-control-plane",
+            "crictl",
+            "stop",
+            "--timeout",
+            "0",
+            "4f3c2a"
+        ])
+    );
+    assert_eq!(
+        plan::runtime_container_id("containerd://4f3c2a9b"),
+        Some("4f3c2a9b")
+    );
+    assert_eq!(plan::runtime_container_id("containerd://"), None);
+    assert_eq!(plan::runtime_container_id("4f3c2a9b"), None);
+    assert_eq!(plan::runtime_container_id("containerd://a; rm -rf /"), None);
+}
+
+#[test]
+fn kind_export_logs_goes_into_the_run_directory() {
+    let o = options();
+    let dir = o.artefact_dir.join("failures/kind");
+    assert_eq!(
+        argv(&plan::export_logs(&o, &dir)),
+        strings(&[
+            "kind",
+            "export",
+            "logs",
+            &path(&dir),
+            "--name",
+            &o.cluster_name
+        ])
+    );
+}
+
+#[test]
+fn images_are_tagged_by_the_content_of_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("gateway/src")).unwrap();
+    std::fs::create_dir_all(dir.path().join("target/debug")).unwrap();
+    std::fs::write(dir.path().join("gateway/src/main.rs"), "fn main() {}").unwrap();
+    let first = plan::content_tag(dir.path()).unwrap();
+    assert!(first.starts_with("e2e-") && first.len() == 20, "{first}");
+    assert_eq!(plan::content_tag(dir.path()).unwrap(), first, "stable");
+    // Build output does not change the tag; a source change does.
+    std::fs::write(dir.path().join("target/debug/gateway"), "binary").unwrap();
+    assert_eq!(plan::content_tag(dir.path()).unwrap(), first);
+    std::fs::write(dir.path().join("gateway/src/main.rs"), "fn main() { }").unwrap();
+    let second = plan::content_tag(dir.path()).unwrap();
+    assert_ne!(second, first, "a changed tree gets a new tag");
+
+    // The applied manifest runs the content-tagged images.
+    let built = ImageRefs::load(&root().join(plan::IMAGES_ENV)).unwrap();
+    let tagged = built.with_tag(&second);
+    let manifest = built.retag(&rendered(), &tagged);
+    for reference in built.by_name.values() {
+        assert!(
+            !manifest.contains(&format!("image: {reference}\n")),
+            "{reference} left"
+        );
+    }
+    for reference in tagged.by_name.values() {
+        assert!(
+            manifest.contains(&format!("image: {reference}\n")),
+            "{reference} missing"
+        );
+    }
 }

@@ -422,12 +422,16 @@ async fn tokens_come_from_the_token_request_api() {
                 .and_then(|p| p.strip_suffix("/token"))
                 .unwrap_or_else(|| panic!("unexpected request {path}"))
                 .to_owned();
+            let sent: Value =
+                serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap())
+                    .unwrap();
+            let audiences = sent["spec"]["audiences"].clone();
             let body = json!({
                 "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                 "spec": {"audiences": []},
                 "status": {"token": format!("token-of-{sa}"), "expirationTimestamp": "2030-01-01T00:00:00Z"}
             });
-            asked.push(sa);
+            asked.push((sa, audiences));
             respond(send, StatusCode::CREATED, &body);
         }
         asked
@@ -444,7 +448,15 @@ async fn tokens_come_from_the_token_request_api() {
     );
     drop(client);
     let asked = server.await.unwrap();
-    assert_eq!(asked, ["e2e-writer", "e2e-reader", "e2e-signal-sender"]);
+    // Each token is bound to the audience of the service it calls.
+    assert_eq!(
+        asked,
+        [
+            ("e2e-writer".to_owned(), json!(["data-storage-service"])),
+            ("e2e-reader".to_owned(), json!(["data-storage-service"])),
+            ("e2e-signal-sender".to_owned(), json!(["gateway-service"])),
+        ]
+    );
 }
 
 /// Mock (no API server can run here): a missing ServiceAccount is an error

@@ -90,7 +90,7 @@ fn missing_probes_and_undeclared_probe_ports_are_caught() {
     assert_eq!(findings.len(), 2, "{findings:#?}");
     assert!(findings
         .iter()
-        .all(|f| f.check == Check::Probes && f.object == "Deployment kubernaut-system/gateway"));
+        .all(|f| f.check == Check::Probes && f.object == "StatefulSet kubernaut-system/gateway"));
     let fields: Vec<&str> = findings.iter().map(|f| f.field.as_str()).collect();
     assert!(fields.contains(&"containers[gateway].readinessProbe"));
     assert!(fields.contains(&"containers[gateway].livenessProbe"));
@@ -132,4 +132,187 @@ fn a_configuration_the_service_would_refuse_is_caught() {
     let f = only(&findings, Check::Config);
     assert_eq!(f.object, "ConfigMap kubernaut-system/gateway-config");
     assert!(f.problem.contains("data_storage_ur"), "{f}");
+}
+
+/// Asserts `fixture` is rejected with exactly one finding of `check`, on
+/// `object` and `field`, whose problem and fix hold the given words.
+fn rejected(fixture_name: &str, check: Check, object: &str, field: &str, problem: &str, fix: &str) {
+    let findings = fixture(fixture_name);
+    let f = only(&findings, check);
+    assert_eq!(f.object, object, "{fixture_name}: {f}");
+    assert_eq!(f.field, field, "{fixture_name}: {f}");
+    assert!(f.problem.contains(problem), "{fixture_name}: {f}");
+    assert!(f.fix.contains(fix), "{fixture_name}: {f}");
+}
+
+const GATEWAY_CONFIG: &str = "ConfigMap kubernaut-system/gateway-config";
+
+#[test]
+fn a_name_namespace_url_naming_a_missing_service_is_caught() {
+    rejected(
+        "url-name-namespace",
+        Check::ServiceUrl,
+        GATEWAY_CONFIG,
+        "data[config.yaml]",
+        "\"datastorage\" in namespace kubernaut-system, which does not exist",
+        "use http://data-storage-service.kubernaut-system:8080",
+    );
+}
+
+#[test]
+fn a_short_name_naming_a_missing_service_is_caught() {
+    rejected(
+        "url-short-name",
+        Check::ServiceUrl,
+        GATEWAY_CONFIG,
+        "data[config.yaml]",
+        "\"datastorage\"",
+        "use http://data-storage-service:8080",
+    );
+}
+
+#[test]
+fn a_url_without_a_port_is_caught_as_the_default_port() {
+    rejected(
+        "url-without-port",
+        Check::ServiceUrl,
+        GATEWAY_CONFIG,
+        "data[config.yaml]",
+        "has no port, so it uses the scheme's default 80",
+        "write the API port: http://data-storage-service.kubernaut-system.svc.cluster.local:8080",
+    );
+}
+
+#[test]
+fn a_trailing_dot_fqdn_naming_a_missing_service_is_caught() {
+    rejected(
+        "url-trailing-dot",
+        Check::ServiceUrl,
+        GATEWAY_CONFIG,
+        "data[config.yaml]",
+        "\"datastorage\"",
+        "use http://data-storage-service.kubernaut-system.svc.cluster.local.:8080",
+    );
+}
+
+#[test]
+fn a_cluster_domain_the_cluster_does_not_have_is_caught() {
+    rejected(
+        "url-custom-domain",
+        Check::ServiceUrl,
+        GATEWAY_CONFIG,
+        "data[config.yaml]",
+        "cluster domain corp.example, but the cluster's is cluster.local",
+        "use data-storage-service.kubernaut-system.svc.cluster.local",
+    );
+}
+
+#[test]
+fn the_metrics_port_as_the_api_url_is_caught() {
+    rejected(
+        "url-metrics-port",
+        Check::ServiceUrl,
+        GATEWAY_CONFIG,
+        "data[config.yaml]",
+        "reaches port 9090, Service kubernaut-system/data-storage-service's metrics port",
+        "use the api port: http://data-storage-service.kubernaut-system.svc.cluster.local:8080",
+    );
+}
+
+#[test]
+fn a_scheme_less_host_naming_a_missing_service_is_caught() {
+    rejected(
+        "host-without-scheme",
+        Check::ServiceUrl,
+        "ConfigMap kubernaut-system/datastorage-config",
+        "data[config.yaml] store.postgres.host",
+        "\"postgres\" in namespace kubernaut-system",
+        "use postgresql.kubernaut-system.svc.cluster.local",
+    );
+}
+
+#[test]
+fn a_url_in_a_secret_on_the_health_port_is_caught() {
+    rejected(
+        "url-in-secret",
+        Check::ServiceUrl,
+        "Secret kubernaut-system/gateway-audit",
+        "data[data-storage-url]",
+        "data-storage-service's health port",
+        "use the api port: http://data-storage-service.kubernaut-system.svc.cluster.local:8080",
+    );
+}
+
+#[test]
+fn a_url_in_container_args_is_caught() {
+    rejected(
+        "url-in-args",
+        Check::ServiceUrl,
+        "Deployment kubernaut-system/audit-export",
+        "containers[export].args[2]",
+        "\"datastorage\"",
+        "use http://data-storage-service.kubernaut-system:8080",
+    );
+}
+
+#[test]
+fn a_host_in_an_env_config_map_is_caught() {
+    rejected(
+        "env-from-configmap",
+        Check::ServiceUrl,
+        "ConfigMap kubernaut-system/datastorage-env",
+        "data[DATASTORAGE_STORE__POSTGRES__HOST]",
+        "\"postgres\" in namespace kubernaut-system",
+        "use postgresql.kubernaut-system",
+    );
+}
+
+#[test]
+fn a_readiness_probe_on_healthz_is_caught() {
+    rejected(
+        "readiness-on-healthz",
+        Check::Probes,
+        "Deployment kubernaut-system/datastorage",
+        "containers[datastorage].readinessProbe",
+        "asks /healthz",
+        "httpGet {path: /readyz, port: health}",
+    );
+}
+
+#[test]
+fn a_tcp_readiness_probe_is_caught() {
+    rejected(
+        "readiness-tcp",
+        Check::Probes,
+        "Deployment kubernaut-system/datastorage",
+        "containers[datastorage].readinessProbe",
+        "TCP check",
+        "httpGet {path: /readyz, port: health}",
+    );
+}
+
+#[test]
+fn a_startup_probe_shorter_than_startup_timeout_is_caught() {
+    rejected(
+        "startup-budget",
+        Check::Probes,
+        "Deployment kubernaut-system/datastorage",
+        "containers[datastorage].startupProbe",
+        "allows 60 s, but DataStorage waits up to store.postgres.startup_timeout = 120 s",
+        "at least 120 s",
+    );
+}
+
+#[test]
+fn the_production_overlay_passes_every_check() {
+    let findings = findings_of("deploy/overlays/production");
+    assert!(
+        findings.is_empty(),
+        "{}",
+        findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -1,12 +1,14 @@
 //! What every service of the platform needs around its own API, written once:
 //! the three listeners and their graceful shutdown ([`listeners`],
-//! [`shutdown`]), the lifecycle `/readyz` reports ([`readiness`]), logs
+//! [`shutdown`]), a health port that answers before the service is built
+//! ([`early_health`]), the lifecycle `/readyz` reports ([`readiness`]), logs
 //! ([`logging`]) and request metrics ([`http_metrics`]).
 //!
 //! DataStorage and the Gateway differ in what they serve, not in how they start,
 //! drain and report; keeping that here means a fix to shutdown ordering or to
 //! TCP settings reaches both.
 
+pub mod early_health;
 pub mod http_metrics;
 pub mod listeners;
 pub mod logging;

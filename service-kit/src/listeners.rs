@@ -41,16 +41,22 @@ pub struct Drain {
 impl Listeners {
     /// Binds the three ports on `host`.
     pub async fn bind(host: IpAddr, api: u16, health: u16, metrics: u16) -> anyhow::Result<Self> {
-        let bind = |port: u16, what: &'static str| async move {
-            let addr = SocketAddr::new(host, port);
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the {what} listener on {addr}"))
-        };
+        let health = bind(host, health, "health").await?;
+        Self::bind_with_health(host, api, health, metrics).await
+    }
+
+    /// Binds the API and metrics ports next to an already bound health
+    /// listener (see [`crate::early_health`]).
+    pub async fn bind_with_health(
+        host: IpAddr,
+        api: u16,
+        health: TcpListener,
+        metrics: u16,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            api: bind(api, "API").await?,
-            health: bind(health, "health").await?,
-            metrics: bind(metrics, "metrics").await?,
+            api: bind(host, api, "API").await?,
+            health,
+            metrics: bind(host, metrics, "metrics").await?,
         })
     }
 
@@ -110,6 +116,13 @@ impl Listeners {
             tracing::warn!(timeout = ?drain.drain_timeout, "in-flight requests did not finish in time");
         }
     }
+}
+
+async fn bind(host: IpAddr, port: u16, what: &'static str) -> anyhow::Result<TcpListener> {
+    let addr = SocketAddr::new(host, port);
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener on {addr}"))
 }
 
 fn spawn(

@@ -21,6 +21,46 @@ fn accepts<T: Default + Serialize + DeserializeOwned>(yaml: &str) -> Result<(), 
         .map_err(|e| e.to_string())
 }
 
+/// The DataStorage configuration `text` yields (defaults, then the file).
+pub fn datastorage_config(text: &str) -> Option<datastorage::config::Config> {
+    Figment::from(Serialized::defaults(datastorage::config::Config::default()))
+        .merge(Yaml::string(text))
+        .extract()
+        .ok()
+}
+
+/// The `*.yaml` texts of the ConfigMaps mounted into container `c` of `w`.
+pub fn mounted_yaml<'a>(
+    objects: &'a Objects,
+    w: &super::objects::Workload<'a>,
+    c: &k8s_openapi::api::core::v1::Container,
+) -> Vec<&'a str> {
+    let mut texts = Vec::new();
+    for volume in w.spec.volumes.iter().flatten() {
+        let Some(cm_ref) = &volume.config_map else {
+            continue;
+        };
+        let mounted = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == volume.name);
+        if let Some(cm) = objects
+            .config_map(w.namespace, &cm_ref.name)
+            .filter(|_| mounted)
+        {
+            texts.extend(
+                cm.data
+                    .iter()
+                    .flatten()
+                    .filter(|(k, _)| k.ends_with(".yaml"))
+                    .map(|(_, v)| v.as_str()),
+            );
+        }
+    }
+    texts
+}
+
 /// Checks one configuration text; `Err` holds the service's own complaint.
 type Validator = fn(&str) -> Result<(), String>;
 

@@ -14,6 +14,8 @@ use super::{Check, Finding};
 pub struct ImageRefs {
     /// Short name (`datastorage`) → full reference (`localhost/kubernaut/datastorage:e2e`).
     pub by_name: BTreeMap<String, String>,
+    /// The tag every reference carries.
+    pub tag: String,
 }
 
 impl ImageRefs {
@@ -22,6 +24,27 @@ impl ImageRefs {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         Ok(Self::parse(&text))
+    }
+
+    /// The production overlay's references: `PRODUCTION_REGISTRY/<name>:PRODUCTION_TAG`.
+    pub fn load_production(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let dev = Self::parse(&text);
+        let var = |key: &str| {
+            text.lines()
+                .filter_map(|l| l.trim().split_once('='))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().to_owned())
+                .ok_or_else(|| anyhow::anyhow!("{} has no {key}", path.display()))
+        };
+        let (registry, tag) = (var("PRODUCTION_REGISTRY")?, var("PRODUCTION_TAG")?);
+        let by_name = dev
+            .by_name
+            .keys()
+            .map(|short| (short.clone(), format!("{registry}/{short}:{tag}")))
+            .collect();
+        Ok(Self { by_name, tag })
     }
 
     pub fn parse(text: &str) -> Self {
@@ -40,7 +63,40 @@ impl ImageRefs {
                 Some((short, format!("{v}:{tag}")))
             })
             .collect();
-        Self { by_name }
+        Self {
+            by_name,
+            tag: tag.to_owned(),
+        }
+    }
+
+    /// The same images under another tag (a content tag, for the Kind run).
+    pub fn with_tag(&self, tag: &str) -> Self {
+        let by_name = self
+            .by_name
+            .iter()
+            .map(|(short, reference)| {
+                let name = reference
+                    .strip_suffix(&format!(":{}", self.tag))
+                    .unwrap_or(reference);
+                (short.clone(), format!("{name}:{tag}"))
+            })
+            .collect();
+        Self {
+            by_name,
+            tag: tag.to_owned(),
+        }
+    }
+
+    /// `text` (a rendered manifest) with every reference of `self` replaced
+    /// by the same image of `other`.
+    pub fn retag(&self, text: &str, other: &Self) -> String {
+        let mut out = text.to_owned();
+        for (short, reference) in &self.by_name {
+            if let Some(new) = other.by_name.get(short) {
+                out = out.replace(&format!("image: {reference}\n"), &format!("image: {new}\n"));
+            }
+        }
+        out
     }
 }
 

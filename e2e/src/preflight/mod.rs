@@ -9,12 +9,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod configs;
+pub mod configs;
 mod host_paths;
 mod images;
 mod node_ports;
 pub mod objects;
-mod probes;
+pub mod probes;
 mod rbac;
 mod urls;
 
@@ -77,7 +77,7 @@ impl fmt::Display for Finding {
 }
 
 /// What the checks compare the manifests with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Context {
     /// Images `make images` builds.
     pub images: ImageRefs,
@@ -85,7 +85,12 @@ pub struct Context {
     pub kind_node_ports: Option<Vec<i32>>,
     /// `hostPath` volumes allowed anyway.
     pub host_path_allow: Vec<String>,
+    /// The cluster's DNS domain (`<svc>.<ns>.svc.<domain>`).
+    pub cluster_domain: String,
 }
+
+/// Kubernetes' default cluster domain (Kind's, and most clusters').
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
 impl Context {
     /// The repository's own context: `deploy/images.env`, `deploy/kind/cluster.yaml`.
@@ -98,14 +103,37 @@ impl Context {
             images,
             kind_node_ports,
             host_path_allow: Vec::new(),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
         })
+    }
+}
+
+/// Overlay of production (registry images, no NodePorts).
+pub const PRODUCTION_OVERLAY: &str = "deploy/overlays/production";
+
+impl Context {
+    /// The context of `overlay`: the production overlay's images come from
+    /// `PRODUCTION_REGISTRY`/`PRODUCTION_TAG` and it has no Kind port mappings;
+    /// every other overlay is checked as the Kind one.
+    pub fn for_overlay(root: &Path, overlay: &Path) -> anyhow::Result<Self> {
+        let mut context = Self::from_repo(root)?;
+        let production = root.join(PRODUCTION_OVERLAY);
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same(overlay, &production) || same(&root.join(overlay), &production) {
+            context.images = ImageRefs::load_production(&root.join("deploy/images.env"))?;
+            context.kind_node_ports = None;
+        }
+        Ok(context)
     }
 }
 
 /// Runs every check.
 pub fn check(objects: &Objects, context: &Context) -> Vec<Finding> {
     let mut findings = Vec::new();
-    findings.extend(urls::check(objects));
+    findings.extend(urls::check(objects, context));
     findings.extend(host_paths::check(objects, &context.host_path_allow));
     findings.extend(rbac::check(objects));
     findings.extend(probes::check(objects));
@@ -152,6 +180,6 @@ pub fn repo_root() -> PathBuf {
 pub fn check_overlay(root: &Path, overlay: &Path) -> anyhow::Result<(Objects, Vec<Finding>)> {
     let rendered = render(overlay)?;
     let objects = Objects::parse(&rendered)?;
-    let findings = check(&objects, &Context::from_repo(root)?);
+    let findings = check(&objects, &Context::for_overlay(root, overlay)?);
     Ok((objects, findings))
 }

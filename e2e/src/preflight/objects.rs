@@ -1,10 +1,10 @@
 //! Rendered manifests parsed into typed Kubernetes objects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::Deserialize;
 use serde_json::Value;
@@ -31,6 +31,7 @@ pub enum LoadError {
 #[derive(Debug, Default)]
 pub struct Objects {
     pub config_maps: Vec<ConfigMap>,
+    pub secrets: Vec<Secret>,
     pub services: Vec<Service>,
     pub service_accounts: Vec<ServiceAccount>,
     pub deployments: Vec<Deployment>,
@@ -88,6 +89,7 @@ impl Objects {
             *objects.kinds.entry(kind.clone()).or_default() += 1;
             match kind.as_str() {
                 "ConfigMap" => objects.config_maps.push(typed(doc, &kind, &name)?),
+                "Secret" => objects.secrets.push(typed(doc, &kind, &name)?),
                 "Service" => objects.services.push(typed(doc, &kind, &name)?),
                 "ServiceAccount" => objects.service_accounts.push(typed(doc, &kind, &name)?),
                 "Deployment" => objects.deployments.push(typed(doc, &kind, &name)?),
@@ -146,6 +148,14 @@ impl Objects {
         self.services
             .iter()
             .find(|s| ns(&s.metadata) == namespace && self::name(&s.metadata) == name)
+    }
+
+    /// Namespaces that hold a Service (where `name.namespace` resolves).
+    pub fn namespaces(&self) -> BTreeSet<String> {
+        self.services
+            .iter()
+            .map(|s| ns(&s.metadata).to_owned())
+            .collect()
     }
 
     /// The ConfigMap `name` in `namespace`.

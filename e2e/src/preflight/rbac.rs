@@ -144,8 +144,9 @@ fn calls_data_storage(objects: &Objects, w: &Workload<'_>) -> Option<String> {
             texts.extend(cm.data.iter().flatten().map(|(_, v)| v.clone()));
         }
     }
+    let namespaces = objects.namespaces();
     texts.iter().flat_map(|t| urls_in(t)).find_map(|u| {
-        let target = cluster_target(&u)?;
+        let target = cluster_target(&u, &namespaces)?;
         (target.service == DATA_STORAGE_SERVICE)
             .then(|| target.namespace.unwrap_or_else(|| w.namespace.to_owned()))
     })

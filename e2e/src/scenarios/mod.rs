@@ -9,6 +9,7 @@ mod data_storage_outage;
 mod graceful_shutdown;
 mod load;
 mod postgres_restart;
+mod ready_through_outage;
 mod wrong_service;
 
 use std::path::Path;
@@ -40,17 +41,20 @@ pub enum Scenario {
     GracefulShutdown,
     /// PostgreSQL restarted during ingest.
     PostgresRestart,
+    /// DataStorage down for 30 s: the Gateway stays Ready and answers 2xx.
+    ReadyThroughOutage,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::AlertTrail,
         Self::Auth,
         Self::DataStorageOutage,
         Self::WrongServiceName,
         Self::GracefulShutdown,
         Self::PostgresRestart,
+        Self::ReadyThroughOutage,
     ];
 
     /// The name shown in the summary (and matched by filters).
@@ -62,6 +66,7 @@ impl Scenario {
             Self::WrongServiceName => "4 wrong Service name, spool replay",
             Self::GracefulShutdown => "5 SIGTERM to gateway under load",
             Self::PostgresRestart => "6 PostgreSQL restart during ingest",
+            Self::ReadyThroughOutage => "7 DataStorage down 30 s, gateway stays Ready",
         }
     }
 
@@ -78,6 +83,7 @@ impl Scenario {
             Self::WrongServiceName => wrong_service::run(platform, stack).await,
             Self::GracefulShutdown => graceful_shutdown::run(platform, stack).await,
             Self::PostgresRestart => postgres_restart::run(platform, stack).await,
+            Self::ReadyThroughOutage => ready_through_outage::run(platform, stack).await,
         }
     }
 }

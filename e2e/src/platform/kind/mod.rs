@@ -182,7 +182,13 @@ impl KindPlatform {
             prepare(&options),
         )
         .await?;
-        let images = ImageRefs::load(&options.repo_root.join(plan::IMAGES_ENV))?;
+        let built = ImageRefs::load(&options.repo_root.join(plan::IMAGES_ENV))?;
+        let images = built.with_tag(&plan::content_tag(&options.repo_root)?);
+        let rendered = std::fs::read_to_string(options.artefact_dir.join("rendered.yaml"))?;
+        std::fs::write(
+            options.artefact_dir.join(plan::TAGGED_MANIFEST),
+            built.retag(&rendered, &images),
+        )?;
         let up_plan = resolve_plan(&*runner, &options, &images, crds.as_ref()).await?;
         if !up_plan.creates_cluster {
             eprintln!(
@@ -244,9 +250,9 @@ impl KindPlatform {
     }
 
     /// Until the Gateway runs a Pod that is not one of `old` and `/healthz`
-    /// answers through its NodePort. (The kind overlay publishes the Gateway's
-    /// endpoints before it is Ready, so a Gateway that cannot reach DataStorage
-    /// is still reachable — as it is outside Kubernetes.)
+    /// answers through its NodePort. The NodePort routes like production (no
+    /// `publishNotReadyAddresses`): only a Gateway Pod that reached DataStorage
+    /// once since it started is behind it.
     async fn wait_gateway_live(&self, old: &BTreeSet<String>) -> anyhow::Result<()> {
         let t = &self.options.timeouts;
         wait::container_started(&self.client, &self.stack.gateway, old, t.ready).await?;
@@ -285,13 +291,25 @@ impl Platform for KindPlatform {
         .await
     }
 
-    /// Deletes the Pods with grace period 0 (SIGKILL) and scales to zero, then
-    /// waits until no Pod is left. A Deployment's Pods are deleted first so
-    /// the scale-down cannot SIGTERM them; a StatefulSet is scaled first, as
-    /// it would recreate a deleted Pod under the same name.
+    /// Kills the main container of every Pod for real (`crictl stop
+    /// --timeout 0` on its node: SIGKILL, no shutdown runs), then deletes the
+    /// Pods with grace period 0 and scales to zero, so the kubelet's restart
+    /// of the container does not bring it back; waits until no Pod is left.
+    /// A Deployment's Pods are deleted before the scale-down so it cannot
+    /// SIGTERM a restarted container; a StatefulSet is scaled first, as it
+    /// would recreate a deleted Pod under the same name.
     async fn kill(&mut self, component: Component) -> anyhow::Result<()> {
         let set = self.pod_set(component)?;
         step(&format!("kill {}", set.describe()), async {
+            let containers = workloads::running_containers(&self.client, set).await?;
+            if containers.is_empty() {
+                anyhow::bail!("{} has no running container to kill", set.describe());
+            }
+            for (node, id) in &containers {
+                self.runner
+                    .run(&plan::kill_container(&self.options, node, id))
+                    .await?;
+            }
             match set.kind {
                 WorkloadKind::Deployment => {
                     workloads::force_delete_pods(&self.client, set).await?;
@@ -332,9 +350,9 @@ impl Platform for KindPlatform {
     }
 
     /// Sets (or removes) `GATEWAY_AUDIT__DATA_STORAGE_URL` on the Gateway
-    /// Deployment and waits for the rollout: the old Pod gone (Recreate: it
-    /// drains and spools first), a new one live. The spool is a
-    /// PersistentVolumeClaim, so the new Pod replays what the old one left.
+    /// workload and waits for the rollout: the old Pods gone (each drains and
+    /// spools first), new ones live. Each Pod's spool is its own claim, so the
+    /// Pod of the same ordinal replays what its predecessor left.
     async fn restart_gateway_with_data_storage_url(
         &mut self,
         url: Option<&str>,
@@ -352,8 +370,11 @@ impl Platform for KindPlatform {
             let old = workloads::pod_uids(&self.client, set).await?;
             let restarted_at = chrono::Utc::now().to_rfc3339();
             let patch = workloads::gateway_url_patch(set, url, &restarted_at);
-            let generation = workloads::patch_deployment(&self.client, set, patch).await?;
+            let generation = workloads::patch_workload(&self.client, set, patch).await?;
             wait::generation_observed(&self.client, set, generation, t.ready).await?;
+            if set.kind == WorkloadKind::StatefulSet {
+                workloads::delete_pods(&self.client, set).await?;
+            }
             wait::pods_replaced(&self.client, set, &old, t.gone).await?;
             self.wait_gateway_live(&old).await
         })

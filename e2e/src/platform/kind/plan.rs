@@ -19,6 +19,9 @@ pub const CLUSTER_CONFIG: &str = "deploy/kind/cluster.yaml";
 pub const OVERLAY: &str = "deploy/overlays/kind";
 /// Image names and tag `make images` builds, relative to the repository root.
 pub const IMAGES_ENV: &str = "deploy/images.env";
+/// The rendered overlay with content-tagged images, in the artefact directory:
+/// what the run applies.
+pub const TAGGED_MANIFEST: &str = "rendered-tagged.yaml";
 /// How long `kind create cluster` waits for the control plane.
 pub const CLUSTER_WAIT: &str = "120s";
 
@@ -162,13 +165,57 @@ pub fn create_cluster(o: &KindOptions) -> Cmd {
     .timeout(o.timeouts.command)
 }
 
-/// `make images` in the repository root: builds every image of `deploy/images.env`.
-pub fn build_images(o: &KindOptions) -> Cmd {
+/// `make images IMAGE_TAG=<tag>` in the repository root: builds every image
+/// of `deploy/images.env` under `tag`.
+pub fn build_images(o: &KindOptions, tag: &str) -> Cmd {
     Cmd::new(
         "make",
-        ["-C".to_owned(), path_arg(&o.repo_root), "images".to_owned()],
+        [
+            "-C".to_owned(),
+            path_arg(&o.repo_root),
+            "images".to_owned(),
+            format!("IMAGE_TAG={tag}"),
+        ],
     )
     .timeout(o.timeouts.images)
+}
+
+/// A tag naming the content of the tree the images are built from:
+/// `e2e-` and 16 hex digits of a SHA-256 over every file's path and bytes
+/// (`target/` and hidden entries left out). A reused cluster whose Pods run
+/// `IfNotPresent` images then always gets new references when the code
+/// changed, so its Pods are replaced and run this tree.
+pub fn content_tag(root: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || (dir == root && name == "target") {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        let relative = file.strip_prefix(root).unwrap_or(&file);
+        hash.update(relative.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(std::fs::read(&file)?);
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    Ok(format!("e2e-{}", hex::encode(&digest[..8])))
 }
 
 /// `kind load docker-image <image> --name <cluster>`.
@@ -226,6 +273,33 @@ pub fn export_logs(o: &KindOptions, dir: &Path) -> Cmd {
     .timeout(o.timeouts.command)
 }
 
+/// Kills a container for real, on the Kind node that runs it:
+/// `docker exec <node> crictl stop --timeout 0 <id>` (SIGKILL at once, no
+/// SIGTERM, no grace period). Deleting a Pod with grace period 0 is not that:
+/// the kubelet still sends SIGTERM and waits (kubernetes/kubernetes#120449).
+pub fn kill_container(o: &KindOptions, node: &str, container_id: &str) -> Cmd {
+    Cmd::new(
+        "docker",
+        [
+            "exec",
+            node,
+            "crictl",
+            "stop",
+            "--timeout",
+            "0",
+            container_id,
+        ],
+    )
+    .timeout(o.timeouts.command)
+}
+
+/// The runtime's ID in a Pod's `containerStatuses[].containerID`
+/// (`containerd://<id>`), as `crictl` takes it.
+pub fn runtime_container_id(status_id: &str) -> Option<&str> {
+    let (_, id) = status_id.split_once("://")?;
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric())).then_some(id)
+}
+
 /// What `kind delete cluster` would say when the cluster must not be replaced.
 fn cluster_exists_error(o: &KindOptions) -> anyhow::Error {
     let name = &o.cluster_name;
@@ -241,8 +315,10 @@ fn cluster_exists_error(o: &KindOptions) -> anyhow::Error {
 /// - An existing cluster of that name is an error unless `reuse_cluster`;
 ///   when reused, creation is skipped (with `reuse_cluster` and no such
 ///   cluster, it is created).
-/// - Images are always built and loaded, so a reused cluster runs this
-///   tree's code.
+/// - Images are always built and loaded under `images.tag` (a
+///   [`content_tag`]), and the overlay is applied as rendered with those
+///   references ([`TAGGED_MANIFEST`]), so a reused cluster runs this tree's
+///   code.
 /// - CRDs (if the overlay has any) are applied and waited for first.
 pub fn up_plan(
     o: &KindOptions,
@@ -262,7 +338,10 @@ pub fn up_plan(
             create_cluster(o),
         ));
     }
-    steps.push(run("build images (make images)".into(), build_images(o)));
+    steps.push(run(
+        format!("build images (make images IMAGE_TAG={})", images.tag),
+        build_images(o, &images.tag),
+    ));
     for image in images.by_name.values() {
         steps.push(run(format!("load {image} into kind"), load_image(o, image)));
     }
@@ -273,7 +352,10 @@ pub fn up_plan(
         ));
         steps.push(Step::CrdsEstablished(crds.names.clone()));
     }
-    steps.push(run(format!("apply {OVERLAY}"), apply_overlay(o)));
+    steps.push(run(
+        format!("apply {OVERLAY} (images tagged {})", images.tag),
+        apply_file(o, &o.artefact_dir.join(TAGGED_MANIFEST)),
+    ));
     steps.push(Step::StackReady);
     Ok(UpPlan {
         steps,

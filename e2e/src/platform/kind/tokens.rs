@@ -4,13 +4,16 @@
 //! `deploy/overlays/kind/e2e-clients.yaml`: the writer may only `create` on
 //! `services/data-storage-service`, the reader only `list` and `get`, the
 //! signal sender only `create` on `services/gateway-service`. Tokens are
-//! short-lived, bound to nothing but the ServiceAccount, and never written
-//! anywhere (not even to the artefact directory).
+//! short-lived, bound to the audience of the service they call (its Service
+//! name, as the services' projected tokens are), and never written anywhere
+//! (not even to the artefact directory).
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::PostParams;
 use kube::{Api, Client};
+
+use audit_sdk::names::{DATA_STORAGE_SERVICE, GATEWAY_SERVICE};
 
 use crate::platform::Tokens;
 
@@ -28,9 +31,27 @@ pub const TOKEN_LIFETIME_SECONDS: i64 = 2 * 60 * 60;
 pub async fn request_tokens(client: &Client, namespace: &str) -> anyhow::Result<Tokens> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     Ok(Tokens {
-        writer: request_token(&api, namespace, WRITER_SERVICE_ACCOUNT).await?,
-        reader: request_token(&api, namespace, READER_SERVICE_ACCOUNT).await?,
-        signal_sender: request_token(&api, namespace, SIGNAL_SENDER_SERVICE_ACCOUNT).await?,
+        writer: request_token(
+            &api,
+            namespace,
+            WRITER_SERVICE_ACCOUNT,
+            DATA_STORAGE_SERVICE,
+        )
+        .await?,
+        reader: request_token(
+            &api,
+            namespace,
+            READER_SERVICE_ACCOUNT,
+            DATA_STORAGE_SERVICE,
+        )
+        .await?,
+        signal_sender: request_token(
+            &api,
+            namespace,
+            SIGNAL_SENDER_SERVICE_ACCOUNT,
+            GATEWAY_SERVICE,
+        )
+        .await?,
     })
 }
 
@@ -38,11 +59,13 @@ async fn request_token(
     api: &Api<ServiceAccount>,
     namespace: &str,
     name: &str,
+    audience: &str,
 ) -> anyhow::Result<String> {
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
-            // No audiences: the API server's own, which TokenReview accepts by default.
-            audiences: None,
+            // The called service's audience: a token for DataStorage is refused
+            // by the API server and the Gateway, and the other way round.
+            audiences: Some(vec![audience.to_owned()]),
             expiration_seconds: Some(TOKEN_LIFETIME_SECONDS),
             ..TokenRequestSpec::default()
         }),

@@ -31,7 +31,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use futures_util::stream::{self, Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -41,7 +41,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::stack::PodSet;
+use super::stack::{PodSet, WorkloadKind};
 use crate::progress::seconds;
 
 /// Time between two polls of an HTTP wait.
@@ -496,31 +496,47 @@ pub async fn generation_observed(
     generation: i64,
     timeout: Duration,
 ) -> Result<(), WaitTimeout> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &set.namespace);
     let goal = format!("observed at generation {generation}");
-    watch_objects(
-        &set.describe(),
-        &goal,
-        timeout,
-        api,
-        named(&set.name),
-        |deployments| {
-            let Some(d) = deployments.first() else {
-                return Seen::Pending("not found".into());
-            };
-            let observed = d
-                .status
-                .as_ref()
-                .and_then(|s| s.observed_generation)
-                .unwrap_or(0);
-            if observed >= generation {
-                Seen::Done(())
-            } else {
-                Seen::Pending(format!("observedGeneration {observed}"))
-            }
-        },
-    )
-    .await
+    let check = |observed: Option<i64>| {
+        let observed = observed.unwrap_or(0);
+        if observed >= generation {
+            Seen::Done(())
+        } else {
+            Seen::Pending(format!("observedGeneration {observed}"))
+        }
+    };
+    match set.kind {
+        WorkloadKind::Deployment => {
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &set.namespace);
+            watch_objects(
+                &set.describe(),
+                &goal,
+                timeout,
+                api,
+                named(&set.name),
+                |d| match d.first() {
+                    None => Seen::Pending("not found".into()),
+                    Some(d) => check(d.status.as_ref().and_then(|s| s.observed_generation)),
+                },
+            )
+            .await
+        }
+        WorkloadKind::StatefulSet => {
+            let api: Api<StatefulSet> = Api::namespaced(client.clone(), &set.namespace);
+            watch_objects(
+                &set.describe(),
+                &goal,
+                timeout,
+                api,
+                named(&set.name),
+                |s| match s.first() {
+                    None => Seen::Pending("not found".into()),
+                    Some(s) => check(s.status.as_ref().and_then(|s| s.observed_generation)),
+                },
+            )
+            .await
+        }
+    }
 }
 
 /// Until `GET url` answers 200.

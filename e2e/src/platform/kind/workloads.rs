@@ -59,6 +59,34 @@ pub async fn force_delete_pods(client: &Client, set: &PodSet) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("deleting the Pods of {}: {e}", set.describe()))
 }
 
+/// `(node, runtime container ID)` of the main container of every running Pod
+/// of `set`: what [`super::plan::kill_container`] stops.
+pub async fn running_containers(
+    client: &Client,
+    set: &PodSet,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &set.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&set.selector))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.clone()?;
+            let status = p
+                .status
+                .as_ref()?
+                .container_statuses
+                .iter()
+                .flatten()
+                .find(|c| c.name == set.container)?;
+            let id = super::plan::runtime_container_id(status.container_id.as_deref()?)?;
+            Some((node, id.to_owned()))
+        })
+        .collect())
+}
+
 /// UIDs of the Pods of `set` that exist now.
 pub async fn pod_uids(client: &Client, set: &PodSet) -> anyhow::Result<BTreeSet<String>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &set.namespace);
@@ -92,14 +120,38 @@ pub fn gateway_url_patch(set: &PodSet, url: Option<&str>, restarted_at: &str) ->
     })
 }
 
-/// Applies `patch` to the Deployment of `set`; returns the new generation.
-pub async fn patch_deployment(client: &Client, set: &PodSet, patch: Value) -> anyhow::Result<i64> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &set.namespace);
-    let patched = api
-        .patch(&set.name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .map_err(|e| anyhow::anyhow!("patching {}: {e}", set.describe()))?;
-    Ok(patched.metadata.generation.unwrap_or(0))
+/// Applies `patch` to the workload of `set`; returns the new generation.
+pub async fn patch_workload(client: &Client, set: &PodSet, patch: Value) -> anyhow::Result<i64> {
+    let params = PatchParams::default();
+    let patch = Patch::Strategic(patch);
+    let generation = match set.kind {
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), &set.namespace)
+            .patch(&set.name, &params, &patch)
+            .await
+            .map(|d| d.metadata.generation),
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), &set.namespace)
+            .patch(&set.name, &params, &patch)
+            .await
+            .map(|s| s.metadata.generation),
+    }
+    .map_err(|e| anyhow::anyhow!("patching {}: {e}", set.describe()))?;
+    Ok(generation.unwrap_or(0))
+}
+
+/// Deletes every Pod of `set` with its grace period (SIGTERM, graceful
+/// shutdown). A StatefulSet's rolling update waits for each new Pod to be
+/// Ready before replacing the next; a Gateway pointed at a wrong URL on
+/// purpose never is, so its Pods are replaced by deleting them (the
+/// controller recreates each at the new revision).
+pub async fn delete_pods(client: &Client, set: &PodSet) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &set.namespace);
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels(&set.selector),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| anyhow::anyhow!("deleting the Pods of {}: {e}", set.describe()))
 }
 
 /// The main container's log of every live Pod of `set`, oldest Pod first
