@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_legal_hold_history.sql"),
+    include_str!("0003_event_ids.sql"),
 ];
 
 /// Advisory lock key serialising migration runs (arbitrary, fixed).

@@ -3,8 +3,9 @@
 //! `audit_events` is range-partitioned by month on `event_date` (see
 //! `0001_init.sql` and [`partitions`]). A batch is one transaction of a fixed
 //! number of round trips, whatever its size: the rows travel as arrays and are
-//! expanded by `UNNEST` into one `INSERT … ON CONFLICT (event_id, event_date) DO
-//! NOTHING`.
+//! expanded by `UNNEST` into one `INSERT`. The batch first claims its ids in the
+//! unpartitioned `audit_event_ids`, so one `event_id` is stored once whatever
+//! its date; a taken id is a replay (same content) or a conflict.
 //!
 //! Several replicas may write the same correlation at once. Each batch first takes
 //! a transaction-scoped advisory lock per correlation id it touches (in ascending
@@ -35,7 +36,7 @@ use tokio_postgres::{NoTls, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{action_kind, action_name, EventStore, InsertOutcome, StoreError};
+use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
 use crate::domain::chain::ChainHasher;
 use crate::domain::query::EventQuery;
 
@@ -60,9 +61,29 @@ const LOCK_CORRELATIONS: &str = "SELECT pg_advisory_xact_lock(k) \
 const SELECT_HEADS: &str = "SELECT correlation_id, chain_seq, event_hash \
     FROM audit_chain_heads WHERE correlation_id = ANY($1)";
 
-const SELECT_EXISTING: &str = "SELECT e.event_id \
-    FROM unnest($1::uuid[], $2::date[]) AS k(id, d) \
-    JOIN audit_events e ON e.event_id = k.id AND e.event_date = k.d";
+/// Claims the ids of a batch (distinct ids in `$1`, their dates in `$2`);
+/// answers the ids claimed now, so the others were taken before.
+const CLAIM_IDS: &str = "INSERT INTO audit_event_ids (event_id, event_date) \
+    SELECT * FROM unnest($1::uuid[], $2::date[]) ON CONFLICT (event_id) DO NOTHING \
+    RETURNING event_id";
+
+/// The stored events of the ids in `$1`, located through `audit_event_ids`.
+static SELECT_BY_IDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM audit_event_ids i JOIN audit_events e \
+         ON e.event_id = i.event_id AND e.event_date = i.event_date WHERE i.event_id = ANY($1)",
+        prefixed_columns("e")
+    )
+});
+
+/// [`SELECT_COLUMNS`] qualified by a table alias.
+fn prefixed_columns(alias: &str) -> String {
+    SELECT_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The batch insert: 27 parallel arrays, two scalars; new events of a held
 /// correlation are held too.
@@ -444,16 +465,15 @@ impl<'a> Columns<'a> {
 
 /// One batch in one transaction; see the module documentation.
 ///
-/// Resent events are the exception, so the first attempt does not look for
-/// already stored ids (`look_for_stored = false`) and lets `ON CONFLICT` skip
-/// them; if it skipped any, the chain positions it computed are wrong, so it
-/// rolls back and answers `None`, and the caller retries with the lookup.
+/// The batch first claims its ids in `audit_event_ids` (unpartitioned, so an id
+/// is claimed once whatever the event's date); ids it could not claim are
+/// compared with the stored events: the same content is a replay, other
+/// content a conflict that rolls the whole batch back.
 async fn insert_batch(
     client: &mut deadpool_postgres::Object,
     hasher: &ChainHasher,
     events: &[AuditEvent],
-    look_for_stored: bool,
-) -> Result<Option<InsertOutcome>, StoreError> {
+) -> Result<InsertOutcome, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
     let mut correlations: Vec<&str> = events.iter().map(|e| e.correlation_id.as_str()).collect();
     correlations.sort_unstable();
@@ -481,31 +501,66 @@ async fn insert_batch(
         .map(|c| (*c, heads.get(*c).map_or(0, |h| h.0)))
         .collect();
 
-    let ids: Vec<Uuid> = events
-        .iter()
-        .map(|e| e.event_id.expect("ingest assigns every event an id"))
+    let mut outcome = InsertOutcome::default();
+    // The first event of the batch with each id; later ones repeat it.
+    let mut first_with_id: HashMap<Uuid, usize> = HashMap::with_capacity(events.len());
+    let mut ids = Vec::with_capacity(events.len());
+    let mut dates = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let id = event.event_id.expect("ingest assigns every event an id");
+        match first_with_id.get(&id) {
+            None => {
+                first_with_id.insert(id, index);
+                ids.push(id);
+                dates.push(event.event_timestamp.date_naive());
+            }
+            Some(&first) if same_content(event, &events[first]) => outcome.duplicates += 1,
+            Some(_) => outcome.conflicts.push(index),
+        }
+    }
+    let claim = tx.prepare_cached(CLAIM_IDS).await.map_err(classify)?;
+    let claimed: HashSet<Uuid> = tx
+        .query(&claim, &[&ids, &dates])
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|r| r.get(0))
         .collect();
-    let dates: Vec<NaiveDate> = events
-        .iter()
-        .map(|e| e.event_timestamp.date_naive())
-        .collect();
-    let mut seen: HashSet<Uuid> = if look_for_stored {
-        let existing_stmt = tx.prepare_cached(SELECT_EXISTING).await.map_err(classify)?;
-        tx.query(&existing_stmt, &[&ids, &dates])
+    if claimed.len() < ids.len() {
+        let taken: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !claimed.contains(id))
+            .copied()
+            .collect();
+        let stored_stmt = tx.prepare_cached(&SELECT_BY_IDS).await.map_err(classify)?;
+        let stored: HashMap<Uuid, StoredEvent> = tx
+            .query(&stored_stmt, &[&taken])
             .await
             .map_err(classify)?
-            .into_iter()
-            .map(|r| r.get(0))
-            .collect()
-    } else {
-        HashSet::new()
-    };
+            .iter()
+            .map(|r| from_row(r).map(|e| (e.event_id(), e)))
+            .collect::<Result<_, _>>()?;
+        for id in taken {
+            let index = first_with_id[&id];
+            match stored.get(&id) {
+                // A claimed id whose row is gone (deleted after its retention):
+                // nothing to compare with, and storing it again would reuse it.
+                None => outcome.duplicates += 1,
+                Some(s) if same_content(&events[index], &s.event) => outcome.duplicates += 1,
+                Some(_) => outcome.conflicts.push(index),
+            }
+        }
+    }
+    if !outcome.conflicts.is_empty() {
+        outcome.conflicts.sort_unstable();
+        // Dropping the transaction rolls the claims back.
+        return Ok(InsertOutcome::conflicting(outcome.conflicts));
+    }
 
-    let mut outcome = InsertOutcome::default();
     let mut columns = Columns::default();
-    for (event, id) in events.iter().zip(ids) {
-        if !seen.insert(id) {
-            outcome.duplicates += 1;
+    for event in events {
+        let id = event.event_id.expect("ingest assigns every event an id");
+        if !claimed.contains(&id) || first_with_id.remove(&id).is_none() {
             continue;
         }
         let head = heads
@@ -525,7 +580,7 @@ async fn insert_batch(
     }
     if outcome.created == 0 {
         tx.commit().await.map_err(classify)?;
-        return Ok(Some(outcome));
+        return Ok(outcome);
     }
 
     let insert = tx.prepare_cached(INSERT_UNNEST).await.map_err(classify)?;
@@ -536,13 +591,8 @@ async fn insert_batch(
         .await
         .map_err(classify)?;
     if inserted as usize != outcome.created {
-        if !look_for_stored {
-            // Some events were stored before (a retried batch): their chain
-            // positions were counted above, so roll back and redo with the lookup.
-            return Ok(None);
-        }
-        // Every stored event was found above under the correlation locks, so this
-        // means someone wrote without them; roll back rather than fork a chain.
+        // Every id was claimed above, so this means someone wrote rows without
+        // claiming them; roll back rather than fork a chain.
         return Err(StoreError::Internal(format!(
             "expected to insert {} events, inserted {inserted}; batch rolled back",
             outcome.created
@@ -574,7 +624,7 @@ async fn insert_batch(
         ));
     }
     tx.commit().await.map_err(classify)?;
-    Ok(Some(outcome))
+    Ok(outcome)
 }
 
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -637,20 +687,17 @@ impl EventStore for PostgresStore {
         if events.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        if let Some(outcome) = insert_batch(&mut client, &self.inner.hasher, &events, false).await?
-        {
-            return Ok(outcome);
-        }
-        insert_batch(&mut client, &self.inner.hasher, &events, true)
-            .await?
-            .ok_or_else(|| StoreError::Internal("duplicate lookup missed stored events".into()))
+        insert_batch(&mut client, &self.inner.hasher, &events).await
     }
 
     async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {SELECT_COLUMNS} FROM audit_events WHERE event_id = $1"
+                "SELECT {} FROM audit_event_ids i JOIN audit_events e \
+                 ON e.event_id = i.event_id AND e.event_date = i.event_date \
+                 WHERE i.event_id = $1",
+                prefixed_columns("e")
             ))
             .await
             .map_err(classify)?;

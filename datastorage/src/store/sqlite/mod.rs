@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehav
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{action_kind, action_name, EventStore, InsertOutcome, StoreError};
+use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
 use crate::domain::chain::ChainHasher;
 use crate::domain::query::EventQuery;
 
@@ -227,9 +227,13 @@ fn insert_batch_blocking(
              WHERE correlation_id = ?1 ORDER BY chain_seq DESC LIMIT 1",
         )?;
         let mut insert_stmt = tx.prepare_cached(rows::INSERT)?;
+        let mut stored_stmt = tx.prepare_cached(&format!(
+            "SELECT {} FROM audit_events WHERE event_id = ?1",
+            rows::SELECT_COLUMNS
+        ))?;
         // Chain heads of the correlations touched by this batch.
         let mut heads: HashMap<&str, (i64, String)> = HashMap::new();
-        for event in events {
+        for (index, event) in events.iter().enumerate() {
             let corr = event.correlation_id.as_str();
             if !heads.contains_key(corr) {
                 let head = head_stmt
@@ -249,10 +253,21 @@ fn insert_batch_blocking(
             if rows::insert(&mut insert_stmt, event, &link, stored_at)? == 1 {
                 *head = (link.seq, hash);
                 outcome.created += 1;
-            } else {
+                continue;
+            }
+            // The id is taken (stored before, or earlier in this batch).
+            let id = event.event_id.expect("ingest assigns every event an id");
+            let stored = stored_stmt.query_row([id.to_string()], rows::from_row)?;
+            if same_content(event, &stored.event) {
                 outcome.duplicates += 1;
+            } else {
+                outcome.conflicts.push(index);
             }
         }
+    }
+    if !outcome.conflicts.is_empty() {
+        // Dropping the transaction rolls the whole batch back.
+        return Ok(InsertOutcome::conflicting(outcome.conflicts));
     }
     tx.commit()?;
     Ok(outcome)
