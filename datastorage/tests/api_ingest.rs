@@ -161,7 +161,12 @@ async fn metrics_count_stored_duplicate_and_rejected_events() {
 async fn an_event_id_reused_with_other_content_is_a_409_naming_the_index() {
     let app = spawn_app().await;
     let original = event("corr-conflict", 1);
-    assert_eq!(app.post_batch(std::slice::from_ref(&original)).await.status(), 201);
+    assert_eq!(
+        app.post_batch(std::slice::from_ref(&original))
+            .await
+            .status(),
+        201
+    );
 
     let mut reused = original.clone();
     reused["event_data"]["n"] = json!(99);

@@ -20,6 +20,26 @@ pub const SHA256: &str = "sha256";
 /// `hash_algorithm` of chains hashed with the configured HMAC key.
 pub const HMAC_SHA256: &str = "hmac-sha256";
 
+/// The newest link of a chain, kept apart from the rows (`audit_chain_heads`)
+/// and moved only by the store's inserts, so deleting rows cannot move it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    /// `chain_seq` of the newest event stored in the chain.
+    pub chain_seq: i64,
+    /// That event's `event_hash`.
+    pub event_hash: String,
+}
+
+/// `reason` of a chain whose newest events are gone: the head says the chain is
+/// longer than its rows (the entry's `chain_seq` is the first missing one and its
+/// `event_id` the nil UUID, since the event is gone).
+pub const TAIL_TRUNCATED: &str = "tail_truncated";
+/// `reason` of an event at the head's position whose hash is not the head's.
+pub const HEAD_MISMATCH: &str = "head_mismatch";
+/// `reason` of an event beyond the head, or of a chain without head: written
+/// around the store.
+pub const NOT_IN_HEAD: &str = "not_in_head";
+
 /// Computes event hashes, keyed when an HMAC key is configured.
 ///
 /// A keyed chain cannot be recomputed by someone who can edit the database but
@@ -139,6 +159,61 @@ impl ChainHasher {
             tampered_events: tampered,
         }
     }
+
+    /// [`ChainHasher::verify`], then the rows against the chain's head: fewer
+    /// rows than the head counts is a truncated tail (or a deleted correlation),
+    /// a different newest hash a replaced tail, rows past the head or a chain
+    /// without head were written around the store.
+    pub fn verify_with_head(
+        &self,
+        correlation_id: &str,
+        chain: &[StoredEvent],
+        head: Option<&ChainHead>,
+    ) -> VerifyChainResponse {
+        let mut report = self.verify(correlation_id, chain);
+        let last = chain.last();
+        let last_seq = last.map_or(0, |e| e.chain_seq);
+        let found = &mut report.tampered_events;
+        match head {
+            None => found.extend(chain.first().map(|first| TamperedEvent {
+                event_id: first.event_id(),
+                chain_seq: first.chain_seq,
+                expected_hash: "a chain head".into(),
+                actual_hash: "none".into(),
+                reason: NOT_IN_HEAD.into(),
+            })),
+            Some(head) if last_seq < head.chain_seq => found.push(TamperedEvent {
+                event_id: uuid::Uuid::nil(),
+                chain_seq: last_seq + 1,
+                expected_hash: head.event_hash.clone(),
+                actual_hash: last.map(|e| e.event_hash.clone()).unwrap_or_default(),
+                reason: TAIL_TRUNCATED.into(),
+            }),
+            Some(head) => {
+                for stored in chain.iter().filter(|e| e.chain_seq >= head.chain_seq) {
+                    if stored.chain_seq > head.chain_seq {
+                        found.push(TamperedEvent {
+                            event_id: stored.event_id(),
+                            chain_seq: stored.chain_seq,
+                            expected_hash: format!("chain_seq <= {}", head.chain_seq),
+                            actual_hash: format!("chain_seq {}", stored.chain_seq),
+                            reason: NOT_IN_HEAD.into(),
+                        });
+                    } else if stored.event_hash != head.event_hash {
+                        found.push(TamperedEvent {
+                            event_id: stored.event_id(),
+                            chain_seq: stored.chain_seq,
+                            expected_hash: head.event_hash.clone(),
+                            actual_hash: stored.event_hash.clone(),
+                            reason: HEAD_MISMATCH.into(),
+                        });
+                    }
+                }
+            }
+        }
+        report.is_valid = report.tampered_events.is_empty();
+        report
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +293,42 @@ mod tests {
             .map(|t| t.reason.as_str())
             .collect();
         assert_eq!(reasons, ["sequence_gap", "broken_link"]);
+    }
+
+    #[test]
+    fn rows_are_checked_against_the_head_kept_apart() {
+        let h = ChainHasher::sha256();
+        let c = chain(&h, 4);
+        let head = |i: usize| ChainHead {
+            chain_seq: c[i].chain_seq,
+            event_hash: c[i].event_hash.clone(),
+        };
+        let reasons = |report: VerifyChainResponse| -> Vec<(String, i64)> {
+            report
+                .tampered_events
+                .into_iter()
+                .map(|t| (t.reason, t.chain_seq))
+                .collect()
+        };
+        assert!(h.verify_with_head("corr", &c, Some(&head(3))).is_valid);
+        assert_eq!(
+            reasons(h.verify_with_head("corr", &c[..2], Some(&head(3)))),
+            [(TAIL_TRUNCATED.to_owned(), 3)]
+        );
+        assert_eq!(
+            reasons(h.verify_with_head("corr", &c, Some(&head(2)))),
+            [(NOT_IN_HEAD.to_owned(), 4)]
+        );
+        let mut other = head(3);
+        other.event_hash = "0".repeat(64);
+        assert_eq!(
+            reasons(h.verify_with_head("corr", &c, Some(&other))),
+            [(HEAD_MISMATCH.to_owned(), 4)]
+        );
+        assert_eq!(
+            reasons(h.verify_with_head("corr", &c, None)),
+            [(NOT_IN_HEAD.to_owned(), 1)]
+        );
     }
 
     #[test]

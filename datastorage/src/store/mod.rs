@@ -9,6 +9,7 @@ use audit_sdk::api::{LegalHold, LegalHoldAction, LegalHoldActionKind, LegalHoldR
 use audit_sdk::{AuditEvent, StoredEvent};
 use uuid::Uuid;
 
+use crate::domain::chain::ChainHead;
 use crate::domain::query::EventQuery;
 
 pub mod postgres;
@@ -76,6 +77,14 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// The whole chain of `correlation_id` in `chain_seq` order.
     async fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// [`EventStore::chain`] and, read in the same snapshot, the head of the
+    /// chain as the inserts left it (kept apart from the rows, so deleting rows
+    /// does not move it; `None` when no event of it was ever stored).
+    async fn chain_with_head(
+        &self,
+        correlation_id: &str,
+    ) -> Result<(Vec<StoredEvent>, Option<ChainHead>), StoreError>;
 
     /// Places a legal hold on `correlation_id`: its events, including those stored
     /// later, cannot be deleted until the hold is released. Placing a hold that is

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_legal_hold_history.sql"),
     include_str!("0003_event_ids.sql"),
+    include_str!("0004_chain_heads_guard.sql"),
 ];
 
 /// Advisory lock key serialising migration runs (arbitrary, fixed).

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
-use crate::domain::chain::ChainHasher;
+use crate::domain::chain::{ChainHasher, ChainHead};
 use crate::domain::query::EventQuery;
 
 mod config;
@@ -734,6 +734,47 @@ impl EventStore for PostgresStore {
             .await
             .map_err(classify)?;
         rows_to_events(&rows)
+    }
+
+    async fn chain_with_head(
+        &self,
+        correlation_id: &str,
+    ) -> Result<(Vec<StoredEvent>, Option<ChainHead>), StoreError> {
+        let mut client = self.client().await?;
+        // One snapshot for the rows and the head.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(classify)?;
+        let stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {SELECT_COLUMNS} FROM audit_events WHERE correlation_id = $1 \
+                 ORDER BY chain_seq"
+            ))
+            .await
+            .map_err(classify)?;
+        let rows = tx
+            .query(&stmt, &[&correlation_id])
+            .await
+            .map_err(classify)?;
+        let chain = rows_to_events(&rows)?;
+        drop(rows);
+        let head = tx
+            .query_opt(
+                "SELECT chain_seq, event_hash FROM audit_chain_heads WHERE correlation_id = $1",
+                &[&correlation_id],
+            )
+            .await
+            .map_err(classify)?
+            .map(|r| ChainHead {
+                chain_seq: r.get(0),
+                event_hash: r.get(1),
+            });
+        tx.commit().await.map_err(classify)?;
+        Ok((chain, head))
     }
 
     async fn place_legal_hold(

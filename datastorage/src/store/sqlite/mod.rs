@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
-use crate::domain::chain::ChainHasher;
+use crate::domain::chain::{ChainHasher, ChainHead};
 use crate::domain::query::EventQuery;
 
 mod migrations;
@@ -213,6 +213,17 @@ fn classify(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// The head of a chain, kept apart from the rows (`0004_chain_heads.sql`).
+const SELECT_HEAD: &str =
+    "SELECT chain_seq, event_hash FROM audit_chain_heads WHERE correlation_id = ?1";
+
+/// Moves a head forward (its triggers refuse any other move); unchanged heads
+/// are a no-op.
+const ADVANCE_HEAD: &str = "INSERT INTO audit_chain_heads (correlation_id, chain_seq, event_hash) \
+    VALUES (?1, ?2, ?3) ON CONFLICT (correlation_id) DO UPDATE \
+    SET chain_seq = excluded.chain_seq, event_hash = excluded.event_hash \
+    WHERE excluded.chain_seq > audit_chain_heads.chain_seq";
+
 fn insert_batch_blocking(
     conn: &mut Connection,
     hasher: &ChainHasher,
@@ -222,10 +233,7 @@ fn insert_batch_blocking(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcome = InsertOutcome::default();
     {
-        let mut head_stmt = tx.prepare_cached(
-            "SELECT chain_seq, event_hash FROM audit_events \
-             WHERE correlation_id = ?1 ORDER BY chain_seq DESC LIMIT 1",
-        )?;
+        let mut head_stmt = tx.prepare_cached(SELECT_HEAD)?;
         let mut insert_stmt = tx.prepare_cached(rows::INSERT)?;
         let mut stored_stmt = tx.prepare_cached(&format!(
             "SELECT {} FROM audit_events WHERE event_id = ?1",
@@ -264,10 +272,16 @@ fn insert_batch_blocking(
                 outcome.conflicts.push(index);
             }
         }
-    }
-    if !outcome.conflicts.is_empty() {
-        // Dropping the transaction rolls the whole batch back.
-        return Ok(InsertOutcome::conflicting(outcome.conflicts));
+        if !outcome.conflicts.is_empty() {
+            // Dropping the transaction rolls the whole batch back.
+            return Ok(InsertOutcome::conflicting(outcome.conflicts));
+        }
+        let mut advance = tx.prepare_cached(ADVANCE_HEAD)?;
+        for (corr, (seq, hash)) in &heads {
+            if *seq > 0 {
+                advance.execute(rusqlite::params![corr, seq, hash])?;
+            }
+        }
     }
     tx.commit()?;
     Ok(outcome)
@@ -357,6 +371,37 @@ impl EventStore for SqliteStore {
             ))?;
             let rows = stmt.query_map([corr], rows::from_row)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn chain_with_head(
+        &self,
+        correlation_id: &str,
+    ) -> Result<(Vec<StoredEvent>, Option<ChainHead>), StoreError> {
+        let corr = correlation_id.to_owned();
+        self.with_reader(move |conn| {
+            // One read transaction: the rows and the head of one snapshot.
+            let tx = conn.unchecked_transaction()?;
+            let chain = {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT {} FROM audit_events WHERE correlation_id = ?1 ORDER BY chain_seq",
+                    rows::SELECT_COLUMNS
+                ))?;
+                let rows = stmt.query_map([&corr], rows::from_row)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let head = tx
+                .prepare_cached(SELECT_HEAD)?
+                .query_row([&corr], |r| {
+                    Ok(ChainHead {
+                        chain_seq: r.get(0)?,
+                        event_hash: r.get(1)?,
+                    })
+                })
+                .optional()?;
+            tx.commit()?;
+            Ok((chain, head))
         })
         .await
     }
