@@ -122,6 +122,10 @@ pub struct StoreConfig {
 pub struct ChainConfig {
     /// File holding an HMAC key; when set, chains use HMAC-SHA256 instead of SHA-256.
     pub hmac_key_file: Option<PathBuf>,
+    /// Retired HMAC keys: never used for new events, only to verify the events
+    /// they hashed (each row records the id of its key). Keep a key here after
+    /// rotating `hmac_key_file` for as long as its events are kept.
+    pub verify_only_key_files: Vec<PathBuf>,
 }
 
 pub use service_kit::logging::{LogConfig, LogFormat};

@@ -52,7 +52,7 @@ const SELECT_COLUMNS: &str = "event_id, version, event_type, event_timestamp, ev
     event_category, event_action, event_outcome, actor_type, actor_id, actor_ip, resource_type, \
     resource_id, correlation_id, parent_event_id, namespace, cluster_id, severity, duration_ms, \
     error_code, error_message, retention_days, is_sensitive, event_data::text, chain_seq, \
-    previous_event_hash, event_hash, hash_algorithm, legal_hold";
+    previous_event_hash, event_hash, hash_algorithm, legal_hold, hash_key_id";
 
 /// Takes the advisory lock of every correlation id in `$1`, in lock-key order.
 const LOCK_CORRELATIONS: &str = "SELECT pg_advisory_xact_lock(k) \
@@ -85,20 +85,20 @@ fn prefixed_columns(alias: &str) -> String {
         .join(", ")
 }
 
-/// The batch insert: 27 parallel arrays, two scalars; new events of a held
+/// The batch insert: 27 parallel arrays, three scalars; new events of a held
 /// correlation are held too.
 const INSERT_UNNEST: &str = "INSERT INTO audit_events (event_id, version, event_type, \
     event_timestamp, event_date, event_category, event_action, event_outcome, actor_type, \
     actor_id, actor_ip, resource_type, resource_id, correlation_id, parent_event_id, namespace, \
     cluster_id, severity, duration_ms, error_code, error_message, retention_days, is_sensitive, \
     event_data, chain_seq, previous_event_hash, event_hash, hash_algorithm, stored_at, \
-    legal_hold, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at) \
+    legal_hold, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at, hash_key_id) \
     SELECT u.event_id, u.version, u.event_type, u.event_timestamp, u.event_date, \
     u.event_category, u.event_action, u.event_outcome, u.actor_type, u.actor_id, u.actor_ip, \
     u.resource_type, u.resource_id, u.correlation_id, u.parent_event_id, u.namespace, \
     u.cluster_id, u.severity, u.duration_ms, u.error_code, u.error_message, u.retention_days, \
     u.is_sensitive, u.event_data::json, u.chain_seq, u.previous_event_hash, u.event_hash, \
-    $28, $29, h.correlation_id IS NOT NULL, h.reason, h.placed_by, h.placed_at \
+    $28, $29, h.correlation_id IS NOT NULL, h.reason, h.placed_by, h.placed_at, $30 \
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::date[], \
     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
     $13::text[], $14::text[], $15::uuid[], $16::text[], $17::text[], $18::text[], \
@@ -352,6 +352,7 @@ fn from_row(row: &Row) -> Result<StoredEvent, StoreError> {
         event_hash: row.get(26),
         hash_algorithm: row.get(27),
         legal_hold: row.get(28),
+        hash_key_id: row.get(29),
     })
 }
 
@@ -428,7 +429,8 @@ impl<'a> Columns<'a> {
         &'p self,
         algorithm: &'p &'static str,
         stored_at: &'p DateTime<Utc>,
-    ) -> [&'p (dyn ToSql + Sync); 29] {
+        key_id: &'p Option<&'p str>,
+    ) -> [&'p (dyn ToSql + Sync); 30] {
         [
             &self.event_id,
             &self.version,
@@ -459,6 +461,7 @@ impl<'a> Columns<'a> {
             &self.event_hash,
             algorithm,
             stored_at,
+            key_id,
         ]
     }
 }
@@ -585,9 +588,10 @@ async fn insert_batch(
 
     let insert = tx.prepare_cached(INSERT_UNNEST).await.map_err(classify)?;
     let algorithm = hasher.algorithm();
+    let key_id = hasher.key_id();
     let stored_at = Utc::now();
     let inserted = tx
-        .execute(&insert, &columns.params(&algorithm, &stored_at))
+        .execute(&insert, &columns.params(&algorithm, &stored_at, &key_id))
         .await
         .map_err(classify)?;
     if inserted as usize != outcome.created {

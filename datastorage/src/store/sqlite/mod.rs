@@ -257,6 +257,7 @@ fn insert_batch_blocking(
                 previous_hash: &head.1,
                 hash: &hash,
                 algorithm: hasher.algorithm(),
+                key_id: hasher.key_id(),
             };
             if rows::insert(&mut insert_stmt, event, &link, stored_at)? == 1 {
                 *head = (link.seq, hash);
