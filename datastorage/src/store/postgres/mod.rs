@@ -676,10 +676,14 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
+    // The page size is a parameter too: the statement text depends only on
+    // which filters are present (at most 2^8 shapes), so the pool's per-connection
+    // statement cache stays bounded whatever callers send.
+    args.push(Box::new(q.limit as i64 + 1));
     let sql = format!(
         "SELECT {SELECT_COLUMNS} FROM audit_events {filter} \
-         ORDER BY event_timestamp DESC, event_id DESC LIMIT {}",
-        q.limit + 1
+         ORDER BY event_timestamp DESC, event_id DESC LIMIT ${}",
+        args.len()
     );
     (sql, args)
 }

@@ -326,11 +326,13 @@ fn query_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Sto
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
+    // The page size is a parameter: the statement text depends only on which
+    // filters are present, so the statement cache stays bounded.
+    args.push(Box::new(q.limit as i64 + 1));
     let sql = format!(
         "SELECT {} FROM audit_events {filter} \
-         ORDER BY event_timestamp DESC, event_id DESC LIMIT {}",
+         ORDER BY event_timestamp DESC, event_id DESC LIMIT ?",
         rows::SELECT_COLUMNS,
-        q.limit + 1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let params: Vec<&dyn ToSql> = args.iter().map(AsRef::as_ref).collect();
