@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -81,6 +82,8 @@ struct Inner {
     writer: Mutex<Option<Connection>>,
     /// Idle read-only connections.
     readers: Mutex<Vec<Connection>>,
+    /// Set by `close`; readers check it instead of the writer's lock.
+    closed: AtomicBool,
 }
 
 impl SqliteStore {
@@ -108,6 +111,7 @@ impl SqliteStore {
                 hasher,
                 writer: Mutex::new(Some(writer)),
                 readers: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
             }),
         })
     }
@@ -138,12 +142,8 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            if inner
-                .writer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_none()
-            {
+            // Never the writer's lock: a read must not wait behind a batch.
+            if inner.closed.load(Ordering::Acquire) {
                 return Err(StoreError::Unavailable("store is closed".into()));
             }
             let pooled = inner
@@ -533,6 +533,7 @@ impl EventStore for SqliteStore {
 
     async fn close(&self) {
         let inner = self.inner.clone();
+        self.inner.closed.store(true, Ordering::Release);
         let closed = tokio::task::spawn_blocking(move || {
             inner
                 .readers
