@@ -40,6 +40,14 @@ impl ApiError {
         &self.problem
     }
 
+    /// 503 with `Retry-After`: too much work in progress.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        Self {
+            problem: Problem::new(ProblemType::ServiceUnavailable, detail),
+            retry_after: Some(RETRY_AFTER_SECS),
+        }
+    }
+
     /// Events whose `event_id` is already used by other content (batch indexes).
     pub fn id_conflicts(indexes: &[usize]) -> Self {
         let errors = indexes
