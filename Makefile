@@ -44,8 +44,9 @@ images: ## Build the datastorage and gateway images (needs a Docker engine)
 preflight: ## Check the Kind overlay's manifests (Service URLs, host paths, RBAC, probes, images, ports)
 	$(CARGO) run -q -p e2e -- preflight --overlay deploy/overlays/kind
 
-test: ## Run every test of the workspace (unit, integration, process restarts, the local e2e suite)
+test: ## Run every test of the workspace (unit, integration, process restarts, the local e2e suite); under CI also schemathesis against DataStorage
 	$(CARGO) test --workspace
+	@if [ -n "$$CI" ]; then .ci/schemathesis.sh; fi
 
 e2e: ## The scenario suite in a Kind cluster (needs docker, kind, kubectl; KEEP_CLUSTER=1 keeps it)
 	$(CARGO) build -q -p e2e
