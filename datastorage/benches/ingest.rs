@@ -111,6 +111,7 @@ fn bench_direct(events: &[AuditEvent], batch: usize) -> Duration {
                     previous_hash: &hash,
                     hash: &hash,
                     algorithm: "sha256",
+                    key_id: None,
                 };
                 rows::insert(&mut stmt, e, &link, now).unwrap();
             }

@@ -81,6 +81,13 @@ pub struct LimitsConfig {
     pub max_batch_size: usize,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Most API requests in progress at once; past it requests are refused with
+    /// 503 and `Retry-After` (`/readyz` is never refused). With the default
+    /// body limit this bounds buffered request bodies to 16 x 5 MiB.
+    pub max_concurrent_requests: usize,
+    /// Longest an API request may take before it is answered 504.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -88,6 +95,8 @@ impl Default for LimitsConfig {
         Self {
             max_batch_size: 1000,
             max_body_bytes: 5 * 1024 * 1024,
+            max_concurrent_requests: 16,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -122,6 +131,10 @@ pub struct StoreConfig {
 pub struct ChainConfig {
     /// File holding an HMAC key; when set, chains use HMAC-SHA256 instead of SHA-256.
     pub hmac_key_file: Option<PathBuf>,
+    /// Retired HMAC keys: never used for new events, only to verify the events
+    /// they hashed (each row records the id of its key). Keep a key here after
+    /// rotating `hmac_key_file` for as long as its events are kept.
+    pub verify_only_key_files: Vec<PathBuf>,
 }
 
 pub use service_kit::logging::{LogConfig, LogFormat};

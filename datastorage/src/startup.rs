@@ -37,11 +37,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let server = &config.server;
         let health = EarlyHealth::bind(server.host, server.health_port, "store").await?;
-        let hasher = match &config.chain.hmac_key_file {
-            Some(path) => ChainHasher::from_key_file(path)
-                .with_context(|| format!("reading chain.hmac_key_file {}", path.display()))?,
-            None => ChainHasher::sha256(),
-        };
+        let hasher = chain_hasher(&config.chain)?;
         let store = open_store(&config, hasher.clone()).await?;
         let auth = auth::Auth::new(&config.auth, audit_sdk::names::DATA_STORAGE_SERVICE)
             .await
@@ -107,6 +103,21 @@ impl Application {
         tracing::info!("datastorage stopped");
         Ok(())
     }
+}
+
+/// The chain hasher of `chain`: its signing key and its verify-only keys.
+pub fn chain_hasher(chain: &crate::config::ChainConfig) -> anyhow::Result<ChainHasher> {
+    let mut hasher = match &chain.hmac_key_file {
+        Some(path) => ChainHasher::from_key_file(path)
+            .with_context(|| format!("reading chain.hmac_key_file {}", path.display()))?,
+        None => ChainHasher::sha256(),
+    };
+    for path in &chain.verify_only_key_files {
+        hasher = hasher
+            .with_verify_only_file(path)
+            .with_context(|| format!("reading chain.verify_only_key_files {}", path.display()))?;
+    }
+    Ok(hasher)
 }
 
 /// Opens the configured backend.

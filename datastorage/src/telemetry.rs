@@ -16,6 +16,10 @@ pub mod names {
     pub const EVENTS_STORED: &str = "datastorage_events_stored_total";
     /// Counter: events not stored again because their id was already stored.
     pub const EVENTS_DUPLICATE: &str = "datastorage_events_duplicate_total";
+    /// Counter: events refused because their id is stored with other content.
+    pub const EVENT_ID_CONFLICTS: &str = "datastorage_event_id_conflicts_total";
+    /// Counter: requests refused with 503 because the concurrency limit was reached.
+    pub const REQUESTS_SHED: &str = "datastorage_requests_shed_total";
     /// Counter: requests rejected by validation.
     pub const VALIDATION_FAILURES: &str = "datastorage_validation_failures_total";
 }

@@ -92,3 +92,33 @@ async fn an_empty_batch_is_a_validation_problem() {
     let resp = app.post_batch(&[]).await;
     assert_problem(resp, 400, "validation-error").await;
 }
+
+#[tokio::test]
+async fn made_up_http_methods_share_one_metric_label() {
+    let app = spawn_app().await;
+    for method in ["BREW", "WHEN", "XYZZY"] {
+        let resp = app
+            .client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url("/api/v1/audit/events"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405);
+    }
+    let text = app
+        .client
+        .get(format!("http://{}/metrics", app.metrics))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for method in ["BREW", "WHEN", "XYZZY"] {
+        assert!(!text.contains(&format!("method=\"{method}\"")), "{text}");
+    }
+    assert!(text.contains("method=\"other\""), "{text}");
+}

@@ -156,3 +156,44 @@ async fn metrics_count_stored_duplicate_and_rejected_events() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn an_event_id_reused_with_other_content_is_a_409_naming_the_index() {
+    let app = spawn_app().await;
+    let original = event("corr-conflict", 1);
+    assert_eq!(
+        app.post_batch(std::slice::from_ref(&original))
+            .await
+            .status(),
+        201
+    );
+
+    let mut reused = original.clone();
+    reused["event_data"]["n"] = json!(99);
+    let body = assert_problem(
+        app.post_batch(&[event("corr-conflict", 2), reused.clone()])
+            .await,
+        409,
+        "event-id-conflict",
+    )
+    .await;
+    assert_eq!(body["errors"][0]["index"], 1, "{body}");
+    assert_eq!(body["errors"][0]["field"], "event_id", "{body}");
+
+    let single = app
+        .client
+        .post(app.url("/api/v1/audit/events"))
+        .json(&reused)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(single, 409, "event-id-conflict").await;
+    assert!(
+        body["errors"][0].get("index").is_none_or(Value::is_null),
+        "{body}"
+    );
+    // Nothing of the refused batch was stored; the original is intact.
+    let stored = app.all_events("corr-conflict").await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["event_data"]["n"], 1);
+}

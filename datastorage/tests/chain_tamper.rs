@@ -93,3 +93,67 @@ async fn hmac_chains_are_marked_and_verify_with_the_key() {
     let (_, report) = verify(&app, "corr-hmac").await;
     assert_eq!(report["is_valid"], true, "{report}");
 }
+
+/// Serves `db` with `adjust`ed chain keys, posts `count` events, verifies, stops.
+async fn round(
+    db: &std::path::Path,
+    adjust: impl FnOnce(&mut datastorage::config::Config),
+    count: usize,
+) -> serde_json::Value {
+    let db = db.to_owned();
+    let app = spawn_app_with(|c| {
+        c.store.sqlite.path = db;
+        adjust(c);
+    })
+    .await;
+    if count > 0 {
+        assert_eq!(
+            app.post_batch(&events("corr-rotate", count)).await.status(),
+            201
+        );
+    }
+    let (status, report) = verify(&app, "corr-rotate").await;
+    assert_eq!(status, 200);
+    app.stop.cancel();
+    app.task.await.unwrap().unwrap();
+    report
+}
+
+#[tokio::test]
+async fn enabling_and_rotating_the_hmac_key_keeps_older_events_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let (key_a, key_b) = (dir.path().join("a.key"), dir.path().join("b.key"));
+    std::fs::write(&key_a, "key-a-secret").unwrap();
+    std::fs::write(&key_b, "key-b-secret").unwrap();
+
+    // Unkeyed first, then key A is enabled, then rotated to B (A verify-only).
+    let report = round(&db, |_| {}, 2).await;
+    assert_eq!(report["is_valid"], true, "{report}");
+    let a = key_a.clone();
+    let report = round(&db, |c| c.chain.hmac_key_file = Some(a), 2).await;
+    assert_eq!(report["is_valid"], true, "{report}");
+    let (a, b) = (key_a.clone(), key_b.clone());
+    let report = round(
+        &db,
+        |c| {
+            c.chain.hmac_key_file = Some(b);
+            c.chain.verify_only_key_files = vec![a];
+        },
+        2,
+    )
+    .await;
+    assert_eq!(report["is_valid"], true, "{report}");
+    assert_eq!(report["total_events"], 6);
+
+    // Without key A the events it signed are named as such, not as modified.
+    let b = key_b.clone();
+    let report = round(&db, |c| c.chain.hmac_key_file = Some(b), 0).await;
+    let reasons: Vec<&str> = report["tampered_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["unknown_key", "unknown_key"], "{report}");
+}

@@ -42,7 +42,8 @@ pub async fn inserts_are_idempotent_on_event_id(store: Arc<dyn EventStore>) {
         first,
         InsertOutcome {
             created: 10,
-            duplicates: 0
+            duplicates: 0,
+            conflicts: vec![],
         }
     );
     let mut mixed = events[5..].to_vec();
@@ -52,10 +53,49 @@ pub async fn inserts_are_idempotent_on_event_id(store: Arc<dyn EventStore>) {
         second,
         InsertOutcome {
             created: 3,
-            duplicates: 5
+            duplicates: 5,
+            conflicts: vec![],
         }
     );
     assert_eq!(store.chain("c1").await.unwrap().len(), 13);
+}
+
+pub async fn one_event_id_is_stored_once_whatever_its_timestamp(store: Arc<dyn EventStore>) {
+    let mut first = event("c-id", 1);
+    first.event_timestamp = audit_sdk::timestamp::normalize(Utc::now() - Duration::days(2));
+    store.insert_batch(vec![first.clone()]).await.unwrap();
+    // The same id on another UTC day (another PostgreSQL partition).
+    let mut moved = first.clone();
+    moved.event_timestamp = audit_sdk::timestamp::normalize(Utc::now());
+    let refused = store
+        .insert_batch(vec![event("c-id", 2), moved.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        InsertOutcome {
+            conflicts: vec![1],
+            ..InsertOutcome::default()
+        },
+        "a conflict names its index and stores nothing of the batch"
+    );
+    assert_eq!(store.chain("c-id").await.unwrap().len(), 1);
+    let got = store.get(first.event_id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(got.event, first);
+
+    // An exact replay is a duplicate, also within one batch; a reused id with
+    // other content inside one batch is a conflict too.
+    let replay = store
+        .insert_batch(vec![first.clone(), first.clone()])
+        .await
+        .unwrap();
+    assert_eq!((replay.created, replay.duplicates), (0, 2));
+    let fresh = event("c-id", 3);
+    let mut twin = fresh.clone();
+    twin.resource_id = "changed".into();
+    let refused = store.insert_batch(vec![fresh, twin]).await.unwrap();
+    assert_eq!(refused.conflicts, [1]);
+    assert_eq!(store.chain("c-id").await.unwrap().len(), 1);
 }
 
 pub async fn chains_are_linear_per_correlation(store: Arc<dyn EventStore>) {
@@ -394,6 +434,7 @@ macro_rules! conformance_suite {
             use super::*;
             conformance_suite!(@cases $factory;
                 inserts_are_idempotent_on_event_id,
+                one_event_id_is_stored_once_whatever_its_timestamp,
                 chains_are_linear_per_correlation,
                 a_stored_event_reads_back_identically,
                 queries_filter_and_page_newest_first,

@@ -44,6 +44,27 @@ pub struct HttpMetricNames {
     pub duration: &'static str,
 }
 
+/// The `method` label: the standard methods by name, anything else `other`, so
+/// a caller inventing methods cannot create series without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or("other", |(_, label)| label)
+}
+
 /// Records one request (use with `axum::middleware::from_fn_with_state`). The
 /// route label is the template (`/api/v1/audit/events/{event_id}`), never the
 /// raw path, so label cardinality stays bounded.
@@ -53,7 +74,7 @@ pub async fn track(State(names): State<HttpMetricNames>, request: Request, next:
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -62,4 +83,17 @@ pub async fn track(State(names): State<HttpMetricNames>, request: Request, next:
     metrics::counter!(names.requests, "route" => route, "method" => method, "status" => status)
         .increment(1);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+    use axum::http::Method;
+
+    #[test]
+    fn standard_methods_keep_their_name_and_others_are_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+    }
 }

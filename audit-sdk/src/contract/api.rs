@@ -88,7 +88,10 @@ pub struct TamperedEvent {
     pub expected_hash: String,
     /// What is stored (for a broken link: the stored `previous_event_hash`).
     pub actual_hash: String,
-    /// `content_modified`, `broken_link` or `sequence_gap`.
+    /// `content_modified`, `broken_link`, `sequence_gap`, `unknown_key` (the row
+    /// names a key the server does not hold), or a disagreement with the chain
+    /// head kept apart from the rows: `tail_truncated` (events from `chain_seq`
+    /// on are gone; `event_id` is the nil UUID), `head_mismatch` or `not_in_head`.
     pub reason: String,
 }
 

@@ -261,6 +261,10 @@ pub struct StoredEvent {
     pub event_hash: String,
     /// `sha256` or `hmac-sha256`.
     pub hash_algorithm: String,
+    /// Id of the HMAC key that hashed the event (verification uses that key);
+    /// absent for `sha256` and for events stored before key ids were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key_id: Option<String>,
     /// Whether the event is under legal hold (never deleted while held).
     pub legal_hold: bool,
 }

@@ -81,6 +81,9 @@ pub enum ProblemType {
     StaleSignal,
     /// Processing did not finish within the server's request timeout.
     GatewayTimeout,
+    /// An `event_id` is already stored with different content; `errors` names
+    /// each conflicting event (nothing of the batch was stored).
+    Conflict,
 }
 
 impl ProblemType {
@@ -101,6 +104,7 @@ impl ProblemType {
             Self::InternalError => "internal-error",
             Self::StaleSignal => "stale-signal",
             Self::GatewayTimeout => "gateway-timeout",
+            Self::Conflict => "event-id-conflict",
         }
     }
 
@@ -116,6 +120,7 @@ impl ProblemType {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::InternalError => 500,
@@ -141,6 +146,7 @@ impl ProblemType {
             Self::InternalError => "Internal server error",
             Self::StaleSignal => "Stale signal",
             Self::GatewayTimeout => "Gateway timeout",
+            Self::Conflict => "Event id already used by another event",
         }
     }
 

@@ -382,11 +382,21 @@ fn text_rule(value: &str, min: usize, max: usize) -> Option<String> {
             return Some(format!("must be at most {max} characters, got {len}"));
         }
     }
+    // PostgreSQL text cannot hold U+0000, so no field may (whatever its length);
+    // short identifiers refuse every control character.
+    if value.contains('\0') {
+        return Some(NUL_MESSAGE.to_owned());
+    }
     if max <= ID_TEXT_MAX_LEN && has_control(value) {
         return Some("must not contain control characters".to_owned());
     }
     None
 }
+
+/// Why a text holding U+0000 is refused: PostgreSQL `text` and `json` cannot
+/// store it, and a rule that differed between the backends would let an event
+/// be accepted by one store and wedge the other.
+const NUL_MESSAGE: &str = "must not contain U+0000 (NUL)";
 
 fn has_control(value: &str) -> bool {
     if value.is_ascii() {
@@ -397,7 +407,13 @@ fn has_control(value: &str) -> bool {
 }
 
 fn event_data_rules(e: &AuditEvent, errors: &mut Vec<FieldError>) {
-    let (depth, bound) = shape(&e.event_data);
+    let (depth, bound, nul) = shape(&e.event_data);
+    if nul {
+        errors.push(FieldError::new(
+            "event_data",
+            format!("{NUL_MESSAGE} in any key or string"),
+        ));
+    }
     // The bound over-estimates the JSON size; serialise only when it might matter.
     if bound > EVENT_DATA_MAX_BYTES {
         let size = json_size(&e.event_data);
@@ -428,34 +444,38 @@ fn event_data_rules(e: &AuditEvent, errors: &mut Vec<FieldError>) {
     errors.extend(crate::payload::check(&e.event_type, &e.event_data));
 }
 
-/// Nesting depth of an object (itself depth 1) and an upper bound of its
+/// Nesting depth of an object (itself depth 1), an upper bound of its
 /// compact JSON size (every string byte counted as a worst-case `\u00XX`
-/// escape), in one walk.
-fn shape(map: &Map<String, Value>) -> (usize, usize) {
+/// escape) and whether any key or string holds U+0000, in one walk.
+fn shape(map: &Map<String, Value>) -> (usize, usize, bool) {
     let mut depth = 0;
     let mut bound = 2;
+    let mut nul = false;
     for (k, v) in map {
-        let (d, b) = value_shape(v);
+        let (d, b, n) = value_shape(v);
         depth = depth.max(d);
         bound += string_bound(k) + 2 + b;
+        nul |= n || k.contains('\0');
     }
-    (1 + depth, bound)
+    (1 + depth, bound, nul)
 }
 
-fn value_shape(v: &Value) -> (usize, usize) {
+fn value_shape(v: &Value) -> (usize, usize, bool) {
     match v {
-        Value::Null | Value::Bool(_) => (0, 5),
-        Value::Number(_) => (0, 32),
-        Value::String(s) => (0, string_bound(s)),
+        Value::Null | Value::Bool(_) => (0, 5, false),
+        Value::Number(_) => (0, 32, false),
+        Value::String(s) => (0, string_bound(s), s.contains('\0')),
         Value::Array(items) => {
             let mut depth = 0;
             let mut bound = 2;
+            let mut nul = false;
             for item in items {
-                let (d, b) = value_shape(item);
+                let (d, b, n) = value_shape(item);
                 depth = depth.max(d);
                 bound += b + 1;
+                nul |= n;
             }
-            (1 + depth, bound)
+            (1 + depth, bound, nul)
         }
         Value::Object(map) => shape(map),
     }
@@ -620,6 +640,29 @@ mod tests {
         event.validate().unwrap();
         let round_trip = AuditEvent::from_json(serde_json::to_value(&event).unwrap(), Utc::now());
         assert_eq!(round_trip.unwrap(), event);
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_text_field_and_anywhere_in_event_data() {
+        // PostgreSQL text and json cannot hold U+0000; one rule for both backends.
+        let now = Utc::now();
+        let mut v = valid_json(now);
+        v["error_message"] = json!("boom\u{0}");
+        v["namespace"] = json!("ns\u{0}");
+        let fields = fields_of(AuditEvent::from_json(v, now).unwrap_err());
+        assert_eq!(fields, ["namespace", "error_message"]);
+
+        for data in [
+            json!({"k": "a\u{0}b"}),
+            json!({"k\u{0}": 1}),
+            json!({"deep": [{"x": ["\u{0}"]}]}),
+        ] {
+            let mut v = valid_json(now);
+            v["event_data"] = data.clone();
+            let err = AuditEvent::from_json(v, now).unwrap_err();
+            assert_eq!(fields_of(err.clone()), ["event_data"], "{data}");
+            assert!(err.0[0].message.contains("U+0000"), "{err}");
+        }
     }
 
     #[test]

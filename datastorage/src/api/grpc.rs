@@ -64,6 +64,7 @@ fn status(error: ApiError) -> Status {
         401 => Code::Unauthenticated,
         403 => Code::PermissionDenied,
         404 => Code::NotFound,
+        409 => Code::AlreadyExists,
         503 => Code::Unavailable,
         _ => Code::Internal,
     };

@@ -26,6 +26,7 @@ use crate::telemetry::names;
     responses(
         (status = 201, description = "Every event is stored (now or before)", body = BatchResponse),
         (status = 400, description = "Malformed body, or one or more invalid events (nothing stored)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An event_id is already stored (or repeated in the batch) with different content; `errors` names each index; nothing stored", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over max_body_bytes", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
@@ -54,6 +55,7 @@ pub async fn post_batch(
         (status = 201, description = "Stored", body = BatchResponse),
         (status = 200, description = "Already stored earlier; not stored again", body = BatchResponse),
         (status = 400, description = "Malformed or invalid event", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The event_id is already stored with different content", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -64,7 +66,9 @@ pub async fn post_event(
 ) -> Result<(StatusCode, axum::Json<BatchResponse>), ApiError> {
     let mut events = vec![prepare_one(value, Utc::now())?];
     attribute_actor(&mut events, caller.as_deref());
-    let answer = store(&state, events).await?;
+    let answer = store(&state, events)
+        .await
+        .map_err(ApiError::without_index)?;
     let status = if answer.created == 1 {
         StatusCode::CREATED
     } else {
@@ -81,6 +85,10 @@ pub(super) async fn store(
     let started = Instant::now();
     let outcome = state.store.insert_batch(events).await?;
     metrics::histogram!(names::WRITE_DURATION).record(started.elapsed().as_secs_f64());
+    if !outcome.conflicts.is_empty() {
+        metrics::counter!(names::EVENT_ID_CONFLICTS).increment(outcome.conflicts.len() as u64);
+        return Err(ApiError::id_conflicts(&outcome.conflicts));
+    }
     metrics::counter!(names::EVENTS_STORED).increment(outcome.created as u64);
     metrics::counter!(names::EVENTS_DUPLICATE).increment(outcome.duplicates as u64);
     Ok(BatchResponse {

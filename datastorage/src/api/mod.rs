@@ -25,6 +25,7 @@ pub mod grpc;
 mod health;
 mod ingest;
 mod legal_hold;
+mod load;
 pub mod openapi;
 pub mod problem;
 mod query;
@@ -55,6 +56,15 @@ pub struct AppState {
 pub fn api_router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     let auth = state.auth.clone();
+    let load = load::LoadLimits::new(
+        state.limits.max_concurrent_requests,
+        state.limits.request_timeout,
+    );
+    // Outside the load limits: probes and the document must answer under load.
+    let open = Router::new()
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .route(api::READYZ_PATH, get(health::readyz))
+        .with_state(state.clone());
     Router::new()
         .route(
             api::EVENTS_PATH,
@@ -88,10 +98,10 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/audit/legal-hold/{correlation_id}/history",
             get(legal_hold::history).route_layer(auth.require(Verb::Update)),
         )
-        .route("/api/v1/openapi.json", get(openapi::openapi_json))
-        .route(api::READYZ_PATH, get(health::readyz))
         .with_state(state.clone())
         .merge(grpc::routes(state).route_layer(auth.require(Verb::Create)))
+        .route_layer(axum::middleware::from_fn_with_state(load, load::limit))
+        .merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -42,9 +42,59 @@ use utoipa::OpenApi;
         audit_sdk::api::LegalHoldActionKind,
         audit_sdk::api::LegalHoldAction,
         audit_sdk::api::LegalHoldHistory,
-    ))
+    )),
+    modifiers(&EdgeAnswers)
 )]
 pub struct ApiDoc;
+
+/// Answers every route can give whatever its handler does, added in one place:
+/// the body extractor's 413/415 on routes with a body, and the load limits'
+/// 503 (too many requests in progress, with `Retry-After`) and 504 (past the
+/// request timeout).
+struct EdgeAnswers;
+
+impl utoipa::Modify for EdgeAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    audit_sdk::problem::CONTENT_TYPE,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                if op.request_body.is_some() {
+                    responses
+                        .entry("413".into())
+                        .or_insert_with(|| problem("Body over max_body_bytes").into());
+                    responses
+                        .entry("415".into())
+                        .or_insert_with(|| problem("Content-Type is not application/json").into());
+                }
+                responses.entry("503".into()).or_insert_with(|| {
+                    problem("Too many requests in progress or store unavailable; retry after Retry-After").into()
+                });
+                responses
+                    .entry("504".into())
+                    .or_insert_with(|| problem("Not finished within the request timeout").into());
+            }
+        }
+    }
+}
 
 /// Serves the generated document.
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

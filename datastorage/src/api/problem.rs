@@ -40,6 +40,48 @@ impl ApiError {
         &self.problem
     }
 
+    /// 503 with `Retry-After`: too much work in progress.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        Self {
+            problem: Problem::new(ProblemType::ServiceUnavailable, detail),
+            retry_after: Some(RETRY_AFTER_SECS),
+        }
+    }
+
+    /// Events whose `event_id` is already used by other content (batch indexes).
+    pub fn id_conflicts(indexes: &[usize]) -> Self {
+        let errors = indexes
+            .iter()
+            .map(|&i| {
+                FieldError::new(
+                    "event_id",
+                    "is already stored (or used earlier in this batch) with different content; \
+                     give each event its own id",
+                )
+                .at(i)
+            })
+            .collect();
+        Self {
+            problem: Problem::new(
+                ProblemType::Conflict,
+                format!(
+                    "{} event(s) reuse an event_id with different content; nothing was stored",
+                    indexes.len()
+                ),
+            )
+            .with_errors(errors),
+            retry_after: None,
+        }
+    }
+
+    /// The same error without batch indexes (for the single-event endpoint).
+    pub fn without_index(mut self) -> Self {
+        for e in &mut self.problem.errors {
+            e.index = None;
+        }
+        self
+    }
+
     /// An invalid query listing every bad parameter.
     pub fn invalid_query(errors: Vec<FieldError>) -> Self {
         let detail = errors

@@ -20,14 +20,14 @@ use crate::domain::query::{Cursor, EventQuery};
     path = "/api/v1/audit/events",
     tag = "query",
     params(
-        ("correlation_id" = Option<String>, Query, description = "Exact correlation id"),
+        ("correlation_id" = Option<String>, Query, description = "Exact correlation id; an empty value is no filter (as are empty values of the other filters)"),
         ("event_type" = Option<String>, Query, description = "Exact event type"),
         ("event_category" = Option<String>, Query, description = "Exact category"),
         ("event_outcome" = Option<String>, Query, description = "success, failure or pending"),
         ("severity" = Option<String>, Query, description = "Exact severity"),
         ("since" = Option<String>, Query, description = "RFC 3339 or relative (15m, 24h, 7d); inclusive"),
         ("until" = Option<String>, Query, description = "RFC 3339 or relative; inclusive"),
-        ("limit" = Option<usize>, Query, description = "Page size, 1..=1000, default 100"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Page size, 1..=1000, default 100; anything else (also an empty value) is a 400"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(

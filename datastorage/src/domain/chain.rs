@@ -20,46 +20,135 @@ pub const SHA256: &str = "sha256";
 /// `hash_algorithm` of chains hashed with the configured HMAC key.
 pub const HMAC_SHA256: &str = "hmac-sha256";
 
+/// The newest link of a chain, kept apart from the rows (`audit_chain_heads`)
+/// and moved only by the store's inserts, so deleting rows cannot move it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    /// `chain_seq` of the newest event stored in the chain.
+    pub chain_seq: i64,
+    /// That event's `event_hash`.
+    pub event_hash: String,
+}
+
+/// `reason` of a chain whose newest events are gone: the head says the chain is
+/// longer than its rows (the entry's `chain_seq` is the first missing one and its
+/// `event_id` the nil UUID, since the event is gone).
+pub const TAIL_TRUNCATED: &str = "tail_truncated";
+/// `reason` of an event at the head's position whose hash is not the head's.
+pub const HEAD_MISMATCH: &str = "head_mismatch";
+/// `reason` of an event beyond the head, or of a chain without head: written
+/// around the store.
+pub const NOT_IN_HEAD: &str = "not_in_head";
+
+/// `reason` of an event whose row names an HMAC key the server does not hold
+/// (add it to `chain.verify_only_key_files`).
+pub const UNKNOWN_KEY: &str = "unknown_key";
+
+/// One HMAC key and the id rows record for it.
+#[derive(Clone)]
+struct Key {
+    /// First 16 hex digits of the key's SHA-256: names the key without revealing it.
+    id: String,
+    secret: Vec<u8>,
+}
+
+impl Key {
+    fn new(secret: Vec<u8>) -> Self {
+        let id = hex::encode(Sha256::digest(&secret))[..16].to_owned();
+        Self { id, secret }
+    }
+}
+
 /// Computes event hashes, keyed when an HMAC key is configured.
 ///
 /// A keyed chain cannot be recomputed by someone who can edit the database but
 /// does not hold the key, which closes the "rewrite the whole chain" attack.
+/// Each row records its `hash_algorithm` and key id, and verification uses the
+/// key the row names, so enabling or rotating the key leaves older events
+/// verifiable (older keys stay configured as verify-only).
 #[derive(Clone)]
 pub struct ChainHasher {
-    key: Option<Vec<u8>>,
+    /// The key new events are hashed with.
+    key: Option<Key>,
+    /// Retired keys, for verifying the events they hashed.
+    verify_only: Vec<Key>,
 }
 
 impl std::fmt::Debug for ChainHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the key.
+        // Never print a key, only its id.
         f.debug_struct("ChainHasher")
             .field("algorithm", &self.algorithm())
+            .field("key_id", &self.key_id())
+            .field(
+                "verify_only",
+                &self.verify_only.iter().map(|k| &k.id).collect::<Vec<_>>(),
+            )
             .finish()
+    }
+}
+
+fn read_key(path: &Path) -> std::io::Result<Vec<u8>> {
+    let raw = std::fs::read(path)?;
+    let key = raw.trim_ascii().to_vec();
+    if key.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("HMAC key file {} is empty", path.display()),
+        ));
+    }
+    Ok(key)
+}
+
+fn digest(key: Option<&[u8]>, previous_hash: &str, canonical: &[u8]) -> String {
+    match key {
+        None => {
+            let mut h = Sha256::new();
+            h.update(previous_hash.as_bytes());
+            h.update(canonical);
+            hex::encode(h.finalize())
+        }
+        Some(key) => {
+            // HMAC accepts keys of any length; this cannot fail.
+            let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+            m.update(previous_hash.as_bytes());
+            m.update(canonical);
+            hex::encode(m.finalize().into_bytes())
+        }
     }
 }
 
 impl ChainHasher {
     /// Plain SHA-256 chains.
     pub fn sha256() -> Self {
-        Self { key: None }
+        Self {
+            key: None,
+            verify_only: Vec::new(),
+        }
     }
 
     /// HMAC-SHA256 chains with `key`.
     pub fn hmac(key: Vec<u8>) -> Self {
-        Self { key: Some(key) }
+        Self {
+            key: Some(Key::new(key)),
+            verify_only: Vec::new(),
+        }
     }
 
     /// Reads the HMAC key from a file (surrounding whitespace ignored).
     pub fn from_key_file(path: &Path) -> std::io::Result<Self> {
-        let raw = std::fs::read(path)?;
-        let key = raw.trim_ascii().to_vec();
-        if key.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("HMAC key file {} is empty", path.display()),
-            ));
-        }
-        Ok(Self::hmac(key))
+        Ok(Self::hmac(read_key(path)?))
+    }
+
+    /// Adds a retired key that only verifies the events it hashed.
+    pub fn with_verify_only(mut self, key: Vec<u8>) -> Self {
+        self.verify_only.push(Key::new(key));
+        self
+    }
+
+    /// [`ChainHasher::with_verify_only`] with a key file.
+    pub fn with_verify_only_file(self, path: &Path) -> std::io::Result<Self> {
+        Ok(self.with_verify_only(read_key(path)?))
     }
 
     /// The value stored in `hash_algorithm`.
@@ -71,22 +160,45 @@ impl ChainHasher {
         }
     }
 
-    /// `hex(H(previous_hash ‖ canonical_json(event)))`.
+    /// The id stored in `hash_key_id` (none for plain SHA-256).
+    pub fn key_id(&self) -> Option<&str> {
+        self.key.as_ref().map(|k| k.id.as_str())
+    }
+
+    /// `hex(H(previous_hash ‖ canonical_json(event)))` with the current key.
     pub fn hash(&self, previous_hash: &str, event: &AuditEvent) -> String {
-        let canonical = canonical_json(event);
-        match &self.key {
+        self.hash_canonical(previous_hash, &canonical_json(event))
+    }
+
+    /// [`ChainHasher::hash`] of an event already in canonical form.
+    pub fn hash_canonical(&self, previous_hash: &str, canonical: &[u8]) -> String {
+        digest(
+            self.key.as_ref().map(|k| k.secret.as_slice()),
+            previous_hash,
+            canonical,
+        )
+    }
+
+    /// The hash a stored row should carry, with the algorithm and key the row
+    /// names; `None` when it names a key this server does not hold. A keyed row
+    /// from before key ids were recorded is checked with every key held.
+    fn rehash(&self, stored: &StoredEvent) -> Option<String> {
+        let canonical = canonical_json(&stored.event);
+        let prev = stored.previous_event_hash.as_str();
+        if stored.hash_algorithm == SHA256 {
+            return Some(digest(None, prev, &canonical));
+        }
+        let mut keys = self.key.iter().chain(&self.verify_only);
+        match &stored.hash_key_id {
+            Some(id) => keys
+                .find(|k| &k.id == id)
+                .map(|k| digest(Some(&k.secret), prev, &canonical)),
             None => {
-                let mut h = Sha256::new();
-                h.update(previous_hash.as_bytes());
-                h.update(&canonical);
-                hex::encode(h.finalize())
-            }
-            Some(key) => {
-                // HMAC accepts keys of any length; this cannot fail.
-                let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-                m.update(previous_hash.as_bytes());
-                m.update(&canonical);
-                hex::encode(m.finalize().into_bytes())
+                let candidates: Vec<String> = keys
+                    .map(|k| digest(Some(&k.secret), prev, &canonical))
+                    .collect();
+                let matching = candidates.iter().find(|h| **h == stored.event_hash);
+                matching.or(candidates.first()).cloned()
             }
         }
     }
@@ -120,7 +232,20 @@ impl ChainHasher {
                     reason: "broken_link".into(),
                 });
             }
-            let recomputed = self.hash(&stored.previous_event_hash, &stored.event);
+            let Some(recomputed) = self.rehash(stored) else {
+                tampered.push(TamperedEvent {
+                    event_id,
+                    chain_seq: stored.chain_seq,
+                    expected_hash: format!(
+                        "a configured key with id {}",
+                        stored.hash_key_id.as_deref().unwrap_or("?")
+                    ),
+                    actual_hash: stored.event_hash.clone(),
+                    reason: UNKNOWN_KEY.into(),
+                });
+                previous_hash = &stored.event_hash;
+                continue;
+            };
             if recomputed != stored.event_hash {
                 tampered.push(TamperedEvent {
                     event_id,
@@ -138,6 +263,61 @@ impl ChainHasher {
             total_events: chain.len(),
             tampered_events: tampered,
         }
+    }
+
+    /// [`ChainHasher::verify`], then the rows against the chain's head: fewer
+    /// rows than the head counts is a truncated tail (or a deleted correlation),
+    /// a different newest hash a replaced tail, rows past the head or a chain
+    /// without head were written around the store.
+    pub fn verify_with_head(
+        &self,
+        correlation_id: &str,
+        chain: &[StoredEvent],
+        head: Option<&ChainHead>,
+    ) -> VerifyChainResponse {
+        let mut report = self.verify(correlation_id, chain);
+        let last = chain.last();
+        let last_seq = last.map_or(0, |e| e.chain_seq);
+        let found = &mut report.tampered_events;
+        match head {
+            None => found.extend(chain.first().map(|first| TamperedEvent {
+                event_id: first.event_id(),
+                chain_seq: first.chain_seq,
+                expected_hash: "a chain head".into(),
+                actual_hash: "none".into(),
+                reason: NOT_IN_HEAD.into(),
+            })),
+            Some(head) if last_seq < head.chain_seq => found.push(TamperedEvent {
+                event_id: uuid::Uuid::nil(),
+                chain_seq: last_seq + 1,
+                expected_hash: head.event_hash.clone(),
+                actual_hash: last.map(|e| e.event_hash.clone()).unwrap_or_default(),
+                reason: TAIL_TRUNCATED.into(),
+            }),
+            Some(head) => {
+                for stored in chain.iter().filter(|e| e.chain_seq >= head.chain_seq) {
+                    if stored.chain_seq > head.chain_seq {
+                        found.push(TamperedEvent {
+                            event_id: stored.event_id(),
+                            chain_seq: stored.chain_seq,
+                            expected_hash: format!("chain_seq <= {}", head.chain_seq),
+                            actual_hash: format!("chain_seq {}", stored.chain_seq),
+                            reason: NOT_IN_HEAD.into(),
+                        });
+                    } else if stored.event_hash != head.event_hash {
+                        found.push(TamperedEvent {
+                            event_id: stored.event_id(),
+                            chain_seq: stored.chain_seq,
+                            expected_hash: head.event_hash.clone(),
+                            actual_hash: stored.event_hash.clone(),
+                            reason: HEAD_MISMATCH.into(),
+                        });
+                    }
+                }
+            }
+        }
+        report.is_valid = report.tampered_events.is_empty();
+        report
     }
 }
 
@@ -169,6 +349,7 @@ mod tests {
                     previous_event_hash: prev.clone(),
                     event_hash: hash.clone(),
                     hash_algorithm: hasher.algorithm().into(),
+                    hash_key_id: hasher.key_id().map(Into::into),
                     legal_hold: false,
                 };
                 prev = hash;
@@ -218,6 +399,42 @@ mod tests {
             .map(|t| t.reason.as_str())
             .collect();
         assert_eq!(reasons, ["sequence_gap", "broken_link"]);
+    }
+
+    #[test]
+    fn rows_are_checked_against_the_head_kept_apart() {
+        let h = ChainHasher::sha256();
+        let c = chain(&h, 4);
+        let head = |i: usize| ChainHead {
+            chain_seq: c[i].chain_seq,
+            event_hash: c[i].event_hash.clone(),
+        };
+        let reasons = |report: VerifyChainResponse| -> Vec<(String, i64)> {
+            report
+                .tampered_events
+                .into_iter()
+                .map(|t| (t.reason, t.chain_seq))
+                .collect()
+        };
+        assert!(h.verify_with_head("corr", &c, Some(&head(3))).is_valid);
+        assert_eq!(
+            reasons(h.verify_with_head("corr", &c[..2], Some(&head(3)))),
+            [(TAIL_TRUNCATED.to_owned(), 3)]
+        );
+        assert_eq!(
+            reasons(h.verify_with_head("corr", &c, Some(&head(2)))),
+            [(NOT_IN_HEAD.to_owned(), 4)]
+        );
+        let mut other = head(3);
+        other.event_hash = "0".repeat(64);
+        assert_eq!(
+            reasons(h.verify_with_head("corr", &c, Some(&other))),
+            [(HEAD_MISMATCH.to_owned(), 4)]
+        );
+        assert_eq!(
+            reasons(h.verify_with_head("corr", &c, None)),
+            [(NOT_IN_HEAD.to_owned(), 1)]
+        );
     }
 
     #[test]

@@ -170,7 +170,8 @@ pub fn parse_time_bound(raw: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> 
     if let Ok(t) = audit_sdk::timestamp::parse(raw) {
         return Some(t);
     }
-    let unit_at = raw.len().checked_sub(1)?;
+    // The unit is the last character, which need not be one byte long.
+    let (unit_at, _) = raw.char_indices().next_back()?;
     let (number, unit) = raw.split_at(unit_at);
     let n: i64 = number.parse().ok().filter(|n| *n >= 0)?;
     let span = match unit {
@@ -209,6 +210,14 @@ mod tests {
         assert_eq!(parse_time_bound("7w", now), None);
         assert_eq!(parse_time_bound("-1h", now), None);
         assert_eq!(parse_time_bound("h", now), None);
+    }
+
+    #[test]
+    fn a_non_ascii_bound_is_refused_without_panicking() {
+        let now = Utc::now();
+        for raw in ["1é", "é", "24h\u{1F600}", "\u{1F600}"] {
+            assert_eq!(parse_time_bound(raw, now), None, "{raw}");
+        }
     }
 
     #[test]

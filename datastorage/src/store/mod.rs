@@ -9,18 +9,41 @@ use audit_sdk::api::{LegalHold, LegalHoldAction, LegalHoldActionKind, LegalHoldR
 use audit_sdk::{AuditEvent, StoredEvent};
 use uuid::Uuid;
 
+use crate::domain::chain::ChainHead;
 use crate::domain::query::EventQuery;
 
 pub mod postgres;
 pub mod sqlite;
 
 /// What an insert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InsertOutcome {
     /// Events stored by this call.
     pub created: usize,
-    /// Events whose `event_id` was already stored (or repeated within the batch).
+    /// Events whose `event_id` was already stored (or repeated within the batch)
+    /// with the same content: idempotent replays.
     pub duplicates: usize,
+    /// Indexes (in the batch) of events whose `event_id` is already stored (or
+    /// used earlier in the batch) with *different* content. When not empty,
+    /// nothing of the batch was stored.
+    pub conflicts: Vec<usize>,
+}
+
+impl InsertOutcome {
+    /// The answer for a batch refused because of id conflicts.
+    fn conflicting(conflicts: Vec<usize>) -> Self {
+        Self {
+            conflicts,
+            ..Self::default()
+        }
+    }
+}
+
+/// Whether a resent event is a replay of the stored one (same canonical bytes,
+/// the ones its hash covers) rather than a different event reusing its id.
+fn same_content(sent: &AuditEvent, stored: &AuditEvent) -> bool {
+    crate::domain::canonical::canonical_json(sent)
+        == crate::domain::canonical::canonical_json(stored)
 }
 
 /// Why the store could not answer.
@@ -38,7 +61,10 @@ pub enum StoreError {
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a batch atomically: either every new event is stored and chained, or
-    /// none is. Events whose id is already stored are skipped and counted.
+    /// none is. Events whose id is already stored with the same content are
+    /// skipped and counted; one `event_id` is stored once whatever its timestamp.
+    /// An id stored (or repeated in the batch) with other content is a conflict:
+    /// nothing is stored and [`InsertOutcome::conflicts`] names the indexes.
     /// Every event must carry an `event_id`.
     async fn insert_batch(&self, events: Vec<AuditEvent>) -> Result<InsertOutcome, StoreError>;
 
@@ -51,6 +77,14 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// The whole chain of `correlation_id` in `chain_seq` order.
     async fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// [`EventStore::chain`] and, read in the same snapshot, the head of the
+    /// chain as the inserts left it (kept apart from the rows, so deleting rows
+    /// does not move it; `None` when no event of it was ever stored).
+    async fn chain_with_head(
+        &self,
+        correlation_id: &str,
+    ) -> Result<(Vec<StoredEvent>, Option<ChainHead>), StoreError>;
 
     /// Places a legal hold on `correlation_id`: its events, including those stored
     /// later, cannot be deleted until the hold is released. Placing a hold that is

@@ -10,6 +10,9 @@ use tokio_postgres::Client;
 const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_legal_hold_history.sql"),
+    include_str!("0003_event_ids.sql"),
+    include_str!("0004_chain_heads_guard.sql"),
+    include_str!("0005_hash_key_id.sql"),
 ];
 
 /// Advisory lock key serialising migration runs (arbitrary, fixed).

@@ -3,8 +3,9 @@
 //! `audit_events` is range-partitioned by month on `event_date` (see
 //! `0001_init.sql` and [`partitions`]). A batch is one transaction of a fixed
 //! number of round trips, whatever its size: the rows travel as arrays and are
-//! expanded by `UNNEST` into one `INSERT … ON CONFLICT (event_id, event_date) DO
-//! NOTHING`.
+//! expanded by `UNNEST` into one `INSERT`. The batch first claims its ids in the
+//! unpartitioned `audit_event_ids`, so one `event_id` is stored once whatever
+//! its date; a taken id is a replay (same content) or a conflict.
 //!
 //! Several replicas may write the same correlation at once. Each batch first takes
 //! a transaction-scoped advisory lock per correlation id it touches (in ascending
@@ -35,8 +36,8 @@ use tokio_postgres::{NoTls, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{action_kind, action_name, EventStore, InsertOutcome, StoreError};
-use crate::domain::chain::ChainHasher;
+use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
+use crate::domain::chain::{ChainHasher, ChainHead};
 use crate::domain::query::EventQuery;
 
 mod config;
@@ -51,7 +52,7 @@ const SELECT_COLUMNS: &str = "event_id, version, event_type, event_timestamp, ev
     event_category, event_action, event_outcome, actor_type, actor_id, actor_ip, resource_type, \
     resource_id, correlation_id, parent_event_id, namespace, cluster_id, severity, duration_ms, \
     error_code, error_message, retention_days, is_sensitive, event_data::text, chain_seq, \
-    previous_event_hash, event_hash, hash_algorithm, legal_hold";
+    previous_event_hash, event_hash, hash_algorithm, legal_hold, hash_key_id";
 
 /// Takes the advisory lock of every correlation id in `$1`, in lock-key order.
 const LOCK_CORRELATIONS: &str = "SELECT pg_advisory_xact_lock(k) \
@@ -60,24 +61,44 @@ const LOCK_CORRELATIONS: &str = "SELECT pg_advisory_xact_lock(k) \
 const SELECT_HEADS: &str = "SELECT correlation_id, chain_seq, event_hash \
     FROM audit_chain_heads WHERE correlation_id = ANY($1)";
 
-const SELECT_EXISTING: &str = "SELECT e.event_id \
-    FROM unnest($1::uuid[], $2::date[]) AS k(id, d) \
-    JOIN audit_events e ON e.event_id = k.id AND e.event_date = k.d";
+/// Claims the ids of a batch (distinct ids in `$1`, their dates in `$2`);
+/// answers the ids claimed now, so the others were taken before.
+const CLAIM_IDS: &str = "INSERT INTO audit_event_ids (event_id, event_date) \
+    SELECT * FROM unnest($1::uuid[], $2::date[]) ON CONFLICT (event_id) DO NOTHING \
+    RETURNING event_id";
 
-/// The batch insert: 27 parallel arrays, two scalars; new events of a held
+/// The stored events of the ids in `$1`, located through `audit_event_ids`.
+static SELECT_BY_IDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM audit_event_ids i JOIN audit_events e \
+         ON e.event_id = i.event_id AND e.event_date = i.event_date WHERE i.event_id = ANY($1)",
+        prefixed_columns("e")
+    )
+});
+
+/// [`SELECT_COLUMNS`] qualified by a table alias.
+fn prefixed_columns(alias: &str) -> String {
+    SELECT_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The batch insert: 27 parallel arrays, three scalars; new events of a held
 /// correlation are held too.
 const INSERT_UNNEST: &str = "INSERT INTO audit_events (event_id, version, event_type, \
     event_timestamp, event_date, event_category, event_action, event_outcome, actor_type, \
     actor_id, actor_ip, resource_type, resource_id, correlation_id, parent_event_id, namespace, \
     cluster_id, severity, duration_ms, error_code, error_message, retention_days, is_sensitive, \
     event_data, chain_seq, previous_event_hash, event_hash, hash_algorithm, stored_at, \
-    legal_hold, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at) \
+    legal_hold, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at, hash_key_id) \
     SELECT u.event_id, u.version, u.event_type, u.event_timestamp, u.event_date, \
     u.event_category, u.event_action, u.event_outcome, u.actor_type, u.actor_id, u.actor_ip, \
     u.resource_type, u.resource_id, u.correlation_id, u.parent_event_id, u.namespace, \
     u.cluster_id, u.severity, u.duration_ms, u.error_code, u.error_message, u.retention_days, \
     u.is_sensitive, u.event_data::json, u.chain_seq, u.previous_event_hash, u.event_hash, \
-    $28, $29, h.correlation_id IS NOT NULL, h.reason, h.placed_by, h.placed_at \
+    $28, $29, h.correlation_id IS NOT NULL, h.reason, h.placed_by, h.placed_at, $30 \
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::date[], \
     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
     $13::text[], $14::text[], $15::uuid[], $16::text[], $17::text[], $18::text[], \
@@ -331,6 +352,7 @@ fn from_row(row: &Row) -> Result<StoredEvent, StoreError> {
         event_hash: row.get(26),
         hash_algorithm: row.get(27),
         legal_hold: row.get(28),
+        hash_key_id: row.get(29),
     })
 }
 
@@ -407,7 +429,8 @@ impl<'a> Columns<'a> {
         &'p self,
         algorithm: &'p &'static str,
         stored_at: &'p DateTime<Utc>,
-    ) -> [&'p (dyn ToSql + Sync); 29] {
+        key_id: &'p Option<&'p str>,
+    ) -> [&'p (dyn ToSql + Sync); 30] {
         [
             &self.event_id,
             &self.version,
@@ -438,22 +461,22 @@ impl<'a> Columns<'a> {
             &self.event_hash,
             algorithm,
             stored_at,
+            key_id,
         ]
     }
 }
 
 /// One batch in one transaction; see the module documentation.
 ///
-/// Resent events are the exception, so the first attempt does not look for
-/// already stored ids (`look_for_stored = false`) and lets `ON CONFLICT` skip
-/// them; if it skipped any, the chain positions it computed are wrong, so it
-/// rolls back and answers `None`, and the caller retries with the lookup.
+/// The batch first claims its ids in `audit_event_ids` (unpartitioned, so an id
+/// is claimed once whatever the event's date); ids it could not claim are
+/// compared with the stored events: the same content is a replay, other
+/// content a conflict that rolls the whole batch back.
 async fn insert_batch(
     client: &mut deadpool_postgres::Object,
     hasher: &ChainHasher,
     events: &[AuditEvent],
-    look_for_stored: bool,
-) -> Result<Option<InsertOutcome>, StoreError> {
+) -> Result<InsertOutcome, StoreError> {
     let tx = client.transaction().await.map_err(classify)?;
     let mut correlations: Vec<&str> = events.iter().map(|e| e.correlation_id.as_str()).collect();
     correlations.sort_unstable();
@@ -481,31 +504,66 @@ async fn insert_batch(
         .map(|c| (*c, heads.get(*c).map_or(0, |h| h.0)))
         .collect();
 
-    let ids: Vec<Uuid> = events
-        .iter()
-        .map(|e| e.event_id.expect("ingest assigns every event an id"))
+    let mut outcome = InsertOutcome::default();
+    // The first event of the batch with each id; later ones repeat it.
+    let mut first_with_id: HashMap<Uuid, usize> = HashMap::with_capacity(events.len());
+    let mut ids = Vec::with_capacity(events.len());
+    let mut dates = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let id = event.event_id.expect("ingest assigns every event an id");
+        match first_with_id.get(&id) {
+            None => {
+                first_with_id.insert(id, index);
+                ids.push(id);
+                dates.push(event.event_timestamp.date_naive());
+            }
+            Some(&first) if same_content(event, &events[first]) => outcome.duplicates += 1,
+            Some(_) => outcome.conflicts.push(index),
+        }
+    }
+    let claim = tx.prepare_cached(CLAIM_IDS).await.map_err(classify)?;
+    let claimed: HashSet<Uuid> = tx
+        .query(&claim, &[&ids, &dates])
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|r| r.get(0))
         .collect();
-    let dates: Vec<NaiveDate> = events
-        .iter()
-        .map(|e| e.event_timestamp.date_naive())
-        .collect();
-    let mut seen: HashSet<Uuid> = if look_for_stored {
-        let existing_stmt = tx.prepare_cached(SELECT_EXISTING).await.map_err(classify)?;
-        tx.query(&existing_stmt, &[&ids, &dates])
+    if claimed.len() < ids.len() {
+        let taken: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !claimed.contains(id))
+            .copied()
+            .collect();
+        let stored_stmt = tx.prepare_cached(&SELECT_BY_IDS).await.map_err(classify)?;
+        let stored: HashMap<Uuid, StoredEvent> = tx
+            .query(&stored_stmt, &[&taken])
             .await
             .map_err(classify)?
-            .into_iter()
-            .map(|r| r.get(0))
-            .collect()
-    } else {
-        HashSet::new()
-    };
+            .iter()
+            .map(|r| from_row(r).map(|e| (e.event_id(), e)))
+            .collect::<Result<_, _>>()?;
+        for id in taken {
+            let index = first_with_id[&id];
+            match stored.get(&id) {
+                // A claimed id whose row is gone (deleted after its retention):
+                // nothing to compare with, and storing it again would reuse it.
+                None => outcome.duplicates += 1,
+                Some(s) if same_content(&events[index], &s.event) => outcome.duplicates += 1,
+                Some(_) => outcome.conflicts.push(index),
+            }
+        }
+    }
+    if !outcome.conflicts.is_empty() {
+        outcome.conflicts.sort_unstable();
+        // Dropping the transaction rolls the claims back.
+        return Ok(InsertOutcome::conflicting(outcome.conflicts));
+    }
 
-    let mut outcome = InsertOutcome::default();
     let mut columns = Columns::default();
-    for (event, id) in events.iter().zip(ids) {
-        if !seen.insert(id) {
-            outcome.duplicates += 1;
+    for event in events {
+        let id = event.event_id.expect("ingest assigns every event an id");
+        if !claimed.contains(&id) || first_with_id.remove(&id).is_none() {
             continue;
         }
         let head = heads
@@ -525,24 +583,20 @@ async fn insert_batch(
     }
     if outcome.created == 0 {
         tx.commit().await.map_err(classify)?;
-        return Ok(Some(outcome));
+        return Ok(outcome);
     }
 
     let insert = tx.prepare_cached(INSERT_UNNEST).await.map_err(classify)?;
     let algorithm = hasher.algorithm();
+    let key_id = hasher.key_id();
     let stored_at = Utc::now();
     let inserted = tx
-        .execute(&insert, &columns.params(&algorithm, &stored_at))
+        .execute(&insert, &columns.params(&algorithm, &stored_at, &key_id))
         .await
         .map_err(classify)?;
     if inserted as usize != outcome.created {
-        if !look_for_stored {
-            // Some events were stored before (a retried batch): their chain
-            // positions were counted above, so roll back and redo with the lookup.
-            return Ok(None);
-        }
-        // Every stored event was found above under the correlation locks, so this
-        // means someone wrote without them; roll back rather than fork a chain.
+        // Every id was claimed above, so this means someone wrote rows without
+        // claiming them; roll back rather than fork a chain.
         return Err(StoreError::Internal(format!(
             "expected to insert {} events, inserted {inserted}; batch rolled back",
             outcome.created
@@ -574,7 +628,7 @@ async fn insert_batch(
         ));
     }
     tx.commit().await.map_err(classify)?;
-    Ok(Some(outcome))
+    Ok(outcome)
 }
 
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -622,10 +676,14 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
+    // The page size is a parameter too: the statement text depends only on
+    // which filters are present (at most 2^8 shapes), so the pool's per-connection
+    // statement cache stays bounded whatever callers send.
+    args.push(Box::new(q.limit as i64 + 1));
     let sql = format!(
         "SELECT {SELECT_COLUMNS} FROM audit_events {filter} \
-         ORDER BY event_timestamp DESC, event_id DESC LIMIT {}",
-        q.limit + 1
+         ORDER BY event_timestamp DESC, event_id DESC LIMIT ${}",
+        args.len()
     );
     (sql, args)
 }
@@ -637,20 +695,17 @@ impl EventStore for PostgresStore {
         if events.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        if let Some(outcome) = insert_batch(&mut client, &self.inner.hasher, &events, false).await?
-        {
-            return Ok(outcome);
-        }
-        insert_batch(&mut client, &self.inner.hasher, &events, true)
-            .await?
-            .ok_or_else(|| StoreError::Internal("duplicate lookup missed stored events".into()))
+        insert_batch(&mut client, &self.inner.hasher, &events).await
     }
 
     async fn get(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {SELECT_COLUMNS} FROM audit_events WHERE event_id = $1"
+                "SELECT {} FROM audit_event_ids i JOIN audit_events e \
+                 ON e.event_id = i.event_id AND e.event_date = i.event_date \
+                 WHERE i.event_id = $1",
+                prefixed_columns("e")
             ))
             .await
             .map_err(classify)?;
@@ -687,6 +742,47 @@ impl EventStore for PostgresStore {
             .await
             .map_err(classify)?;
         rows_to_events(&rows)
+    }
+
+    async fn chain_with_head(
+        &self,
+        correlation_id: &str,
+    ) -> Result<(Vec<StoredEvent>, Option<ChainHead>), StoreError> {
+        let mut client = self.client().await?;
+        // One snapshot for the rows and the head.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(classify)?;
+        let stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {SELECT_COLUMNS} FROM audit_events WHERE correlation_id = $1 \
+                 ORDER BY chain_seq"
+            ))
+            .await
+            .map_err(classify)?;
+        let rows = tx
+            .query(&stmt, &[&correlation_id])
+            .await
+            .map_err(classify)?;
+        let chain = rows_to_events(&rows)?;
+        drop(rows);
+        let head = tx
+            .query_opt(
+                "SELECT chain_seq, event_hash FROM audit_chain_heads WHERE correlation_id = $1",
+                &[&correlation_id],
+            )
+            .await
+            .map_err(classify)?
+            .map(|r| ChainHead {
+                chain_seq: r.get(0),
+                event_hash: r.get(1),
+            });
+        tx.commit().await.map_err(classify)?;
+        Ok((chain, head))
     }
 
     async fn place_legal_hold(

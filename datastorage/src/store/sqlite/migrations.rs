@@ -10,6 +10,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_legal_holds.sql"),
     include_str!("0003_legal_hold_history.sql"),
+    include_str!("0004_chain_heads.sql"),
+    include_str!("0005_hash_key_id.sql"),
 ];
 
 /// Applies every migration newer than the database's version; returns how many ran.

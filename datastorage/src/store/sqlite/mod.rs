@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -17,8 +18,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehav
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{action_kind, action_name, EventStore, InsertOutcome, StoreError};
-use crate::domain::chain::ChainHasher;
+use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
+use crate::domain::chain::{ChainHasher, ChainHead};
 use crate::domain::query::EventQuery;
 
 mod migrations;
@@ -81,6 +82,8 @@ struct Inner {
     writer: Mutex<Option<Connection>>,
     /// Idle read-only connections.
     readers: Mutex<Vec<Connection>>,
+    /// Set by `close`; readers check it instead of the writer's lock.
+    closed: AtomicBool,
 }
 
 impl SqliteStore {
@@ -108,6 +111,7 @@ impl SqliteStore {
                 hasher,
                 writer: Mutex::new(Some(writer)),
                 readers: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
             }),
         })
     }
@@ -138,12 +142,8 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            if inner
-                .writer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_none()
-            {
+            // Never the writer's lock: a read must not wait behind a batch.
+            if inner.closed.load(Ordering::Acquire) {
                 return Err(StoreError::Unavailable("store is closed".into()));
             }
             let pooled = inner
@@ -213,6 +213,17 @@ fn classify(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// The head of a chain, kept apart from the rows (`0004_chain_heads.sql`).
+const SELECT_HEAD: &str =
+    "SELECT chain_seq, event_hash FROM audit_chain_heads WHERE correlation_id = ?1";
+
+/// Moves a head forward (its triggers refuse any other move); unchanged heads
+/// are a no-op.
+const ADVANCE_HEAD: &str = "INSERT INTO audit_chain_heads (correlation_id, chain_seq, event_hash) \
+    VALUES (?1, ?2, ?3) ON CONFLICT (correlation_id) DO UPDATE \
+    SET chain_seq = excluded.chain_seq, event_hash = excluded.event_hash \
+    WHERE excluded.chain_seq > audit_chain_heads.chain_seq";
+
 fn insert_batch_blocking(
     conn: &mut Connection,
     hasher: &ChainHasher,
@@ -222,14 +233,15 @@ fn insert_batch_blocking(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcome = InsertOutcome::default();
     {
-        let mut head_stmt = tx.prepare_cached(
-            "SELECT chain_seq, event_hash FROM audit_events \
-             WHERE correlation_id = ?1 ORDER BY chain_seq DESC LIMIT 1",
-        )?;
+        let mut head_stmt = tx.prepare_cached(SELECT_HEAD)?;
         let mut insert_stmt = tx.prepare_cached(rows::INSERT)?;
+        let mut stored_stmt = tx.prepare_cached(&format!(
+            "SELECT {} FROM audit_events WHERE event_id = ?1",
+            rows::SELECT_COLUMNS
+        ))?;
         // Chain heads of the correlations touched by this batch.
         let mut heads: HashMap<&str, (i64, String)> = HashMap::new();
-        for event in events {
+        for (index, event) in events.iter().enumerate() {
             let corr = event.correlation_id.as_str();
             if !heads.contains_key(corr) {
                 let head = head_stmt
@@ -245,12 +257,30 @@ fn insert_batch_blocking(
                 previous_hash: &head.1,
                 hash: &hash,
                 algorithm: hasher.algorithm(),
+                key_id: hasher.key_id(),
             };
             if rows::insert(&mut insert_stmt, event, &link, stored_at)? == 1 {
                 *head = (link.seq, hash);
                 outcome.created += 1;
-            } else {
+                continue;
+            }
+            // The id is taken (stored before, or earlier in this batch).
+            let id = event.event_id.expect("ingest assigns every event an id");
+            let stored = stored_stmt.query_row([id.to_string()], rows::from_row)?;
+            if same_content(event, &stored.event) {
                 outcome.duplicates += 1;
+            } else {
+                outcome.conflicts.push(index);
+            }
+        }
+        if !outcome.conflicts.is_empty() {
+            // Dropping the transaction rolls the whole batch back.
+            return Ok(InsertOutcome::conflicting(outcome.conflicts));
+        }
+        let mut advance = tx.prepare_cached(ADVANCE_HEAD)?;
+        for (corr, (seq, hash)) in &heads {
+            if *seq > 0 {
+                advance.execute(rusqlite::params![corr, seq, hash])?;
             }
         }
     }
@@ -296,11 +326,13 @@ fn query_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Sto
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
+    // The page size is a parameter: the statement text depends only on which
+    // filters are present, so the statement cache stays bounded.
+    args.push(Box::new(q.limit as i64 + 1));
     let sql = format!(
         "SELECT {} FROM audit_events {filter} \
-         ORDER BY event_timestamp DESC, event_id DESC LIMIT {}",
+         ORDER BY event_timestamp DESC, event_id DESC LIMIT ?",
         rows::SELECT_COLUMNS,
-        q.limit + 1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let params: Vec<&dyn ToSql> = args.iter().map(AsRef::as_ref).collect();
@@ -342,6 +374,37 @@ impl EventStore for SqliteStore {
             ))?;
             let rows = stmt.query_map([corr], rows::from_row)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn chain_with_head(
+        &self,
+        correlation_id: &str,
+    ) -> Result<(Vec<StoredEvent>, Option<ChainHead>), StoreError> {
+        let corr = correlation_id.to_owned();
+        self.with_reader(move |conn| {
+            // One read transaction: the rows and the head of one snapshot.
+            let tx = conn.unchecked_transaction()?;
+            let chain = {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT {} FROM audit_events WHERE correlation_id = ?1 ORDER BY chain_seq",
+                    rows::SELECT_COLUMNS
+                ))?;
+                let rows = stmt.query_map([&corr], rows::from_row)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let head = tx
+                .prepare_cached(SELECT_HEAD)?
+                .query_row([&corr], |r| {
+                    Ok(ChainHead {
+                        chain_seq: r.get(0)?,
+                        event_hash: r.get(1)?,
+                    })
+                })
+                .optional()?;
+            tx.commit()?;
+            Ok((chain, head))
         })
         .await
     }
@@ -470,6 +533,7 @@ impl EventStore for SqliteStore {
 
     async fn close(&self) {
         let inner = self.inner.clone();
+        self.inner.closed.store(true, Ordering::Release);
         let closed = tokio::task::spawn_blocking(move || {
             inner
                 .readers

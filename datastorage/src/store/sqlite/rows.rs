@@ -11,16 +11,17 @@ pub const SELECT_COLUMNS: &str = "event_id, version, event_type, event_timestamp
     event_category, event_action, event_outcome, actor_type, actor_id, actor_ip, resource_type, \
     resource_id, correlation_id, parent_event_id, namespace, cluster_id, severity, duration_ms, \
     error_code, error_message, retention_days, is_sensitive, event_data, chain_seq, \
-    previous_event_hash, event_hash, hash_algorithm, legal_hold";
+    previous_event_hash, event_hash, hash_algorithm, legal_hold, hash_key_id";
 
 /// The insert statement; conflicts on `event_id` are skipped (idempotent ingest).
 pub const INSERT: &str = "INSERT INTO audit_events (event_id, version, event_type, \
     event_timestamp, event_date, event_category, event_action, event_outcome, actor_type, \
     actor_id, actor_ip, resource_type, resource_id, correlation_id, parent_event_id, namespace, \
     cluster_id, severity, duration_ms, error_code, error_message, retention_days, is_sensitive, \
-    event_data, chain_seq, previous_event_hash, event_hash, hash_algorithm, stored_at) \
+    event_data, chain_seq, previous_event_hash, event_hash, hash_algorithm, stored_at, \
+    hash_key_id) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-    ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29) ON CONFLICT (event_id) DO NOTHING";
+    ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30) ON CONFLICT (event_id) DO NOTHING";
 
 /// Chain fields computed at insert time.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ pub struct ChainLink<'a> {
     pub previous_hash: &'a str,
     pub hash: &'a str,
     pub algorithm: &'a str,
+    pub key_id: Option<&'a str>,
 }
 
 /// Executes [`INSERT`] for one event; returns 1 when stored, 0 when a duplicate.
@@ -70,6 +72,7 @@ pub fn insert(
         link.hash,
         link.algorithm,
         stored_at,
+        link.key_id,
     ])
 }
 
@@ -133,5 +136,6 @@ pub fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         event_hash: row.get(26)?,
         hash_algorithm: row.get(27)?,
         legal_hold: row.get(28)?,
+        hash_key_id: row.get(29)?,
     })
 }
