@@ -2,43 +2,18 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use audit_sdk::{AuditStore, FsyncPolicy};
 use common::*;
 
-/// Collects log output of the current thread (the test uses a current-thread
-/// runtime, so the SDK's tasks log here too).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
+/// Paused time: the "several retry rounds" are many probe and delivery
+/// attempts in virtual time, not a real sleep; logs are captured from every
+/// thread (the spool writes run on blocking threads).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn an_unresolvable_host_spools_with_one_actionable_error_then_delivers_after_fixing_the_url()
 {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = common::logs::capture();
 
     let spool = tempfile::tempdir().unwrap();
     let wrong = "http://datastorage.kubernaut-system.svc.invalid:8080";
@@ -49,8 +24,10 @@ async fn an_unresolvable_host_spools_with_one_actionable_error_then_delivers_aft
     let ids: Vec<_> = (0..200)
         .map(|n| store.record(event("corr-dns", n)).unwrap())
         .collect();
-    // Let the probe and delivery fail for a while (several retry rounds).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the probe and delivery fail for a while (several retry rounds). The
+    // resolver runs on blocking threads, which hold back tokio's auto-advance,
+    // so virtual time here runs at about the pace of the lookups.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let report = store.close().await;
     assert_eq!(
         (report.spooled, report.lost, report.delivered),
@@ -58,9 +35,8 @@ async fn an_unresolvable_host_spools_with_one_actionable_error_then_delivers_aft
         "{report:?}"
     );
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
-    assert_eq!(errors.len(), 1, "exactly one ERROR expected:\n{text}");
+    let errors = logs.lines("ERROR", "");
+    assert_eq!(errors.len(), 1, "exactly one ERROR expected:\n{errors:#?}");
     assert!(
         errors[0].contains("datastorage.kubernaut-system.svc.invalid"),
         "{}",
@@ -72,6 +48,8 @@ async fn an_unresolvable_host_spools_with_one_actionable_error_then_delivers_aft
         errors[0]
     );
 
+    // Real sockets from here on: real time.
+    tokio::time::resume();
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(&dir.path().join("audit.db"), 0).await;
     config.data_storage_url = server.url();
@@ -103,7 +81,11 @@ async fn a_poison_event_is_set_aside_and_its_neighbours_delivered() {
             good.push(store.record(event("corr-poison", n)).unwrap());
         }
     }
-    store.flush_timeout(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        store.flush_timeout(Duration::from_secs(30)).await,
+        Err(audit_sdk::FlushError::Rejected { count: 1 }),
+        "a set-aside event is not a delivered one"
+    );
     assert_stored_exactly(&server.url(), "corr-poison", &good).await;
     let report = store.close().await;
     assert_eq!((report.delivered, report.rejected, report.lost), (99, 1, 0));

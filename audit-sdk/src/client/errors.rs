@@ -54,6 +54,14 @@ pub enum FlushError {
         /// Events recorded before the flush and not acknowledged.
         pending: u64,
     },
+    /// Every event recorded before the flush was resolved, but DataStorage's
+    /// validation refused `count` of them: they were set aside (rejected file,
+    /// metric), not stored. Each set-aside event is reported by one flush only.
+    #[error("{count} audit event(s) recorded before the flush were refused by DataStorage's validation and set aside, not stored")]
+    Rejected {
+        /// Events set aside since the previous flush that reported some.
+        count: u64,
+    },
 }
 
 /// Why `sync()` could not confirm that events are on disk.
@@ -73,6 +81,9 @@ pub enum SyncError {
     /// The store was closed.
     #[error("audit store is closed")]
     Closed,
+    /// The timeout passed before the disk answered.
+    #[error("the audit spool did not confirm the write within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// What `close()` did with every event this store saw.

@@ -129,7 +129,10 @@ async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) {
         let mut backlog = worker.backlog();
         let outcome = backlog.push(&mut batch);
         let available = backlog.available();
-        let bytes = backlog.spool().map(|s| s.bytes());
+        let bytes = backlog.spool().map(|s| {
+            worker.spool_pending.store(s.pending(), Ordering::Relaxed);
+            s.bytes()
+        });
         (batch, outcome, available, bytes)
     })
     .await;

@@ -15,6 +15,8 @@ use crate::api::READYZ_PATH;
 use crate::shared::Shared;
 
 const REMIND_EVERY: Duration = Duration::from_secs(300);
+/// Longest wait for the resolver.
+const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a probe failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,9 +66,22 @@ pub async fn probe(client: &reqwest::Client, base_url: &str) -> Result<(), Probe
     let url = url::Url::parse(base_url).map_err(|e| ProbeFailure::Unreachable(e.to_string()))?;
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
-    let resolved = tokio::net::lookup_host((host.clone(), port))
-        .await
-        .map(|addrs| addrs.count());
+    // The resolver runs on a blocking thread that cannot be cancelled; the
+    // timeout lets the probe (and close()) move on while it hangs.
+    let resolved = match tokio::time::timeout(
+        DNS_TIMEOUT,
+        tokio::net::lookup_host((host.clone(), port)),
+    )
+    .await
+    {
+        Ok(r) => r.map(|addrs| addrs.count()),
+        Err(_) => {
+            return Err(ProbeFailure::Dns {
+                host,
+                error: format!("no answer within {DNS_TIMEOUT:?}"),
+            })
+        }
+    };
     match resolved {
         Ok(n) if n > 0 => {}
         Ok(_) => {

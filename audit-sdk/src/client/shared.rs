@@ -36,7 +36,16 @@ pub(crate) struct Shared {
     /// included). `flush()` waits on it.
     pub resolved: watch::Sender<u64>,
     pub delivered: AtomicU64,
+    /// Events in the spool not yet acknowledged, as last seen by a task that
+    /// held the backlog (readable without the backlog lock, which a stalled
+    /// disk may hold).
+    pub spool_pending: AtomicU64,
     pub rejected: AtomicU64,
+    /// FIFO numbers of set-aside events not yet reported by a `flush()`.
+    pub rejected_unreported: Mutex<Vec<u64>>,
+    /// Events replayed from the spool of an earlier process (FIFO numbers
+    /// `1..=replayed`): their duplicates on first send are expected.
+    pub replayed: u64,
     pub lost: AtomicU64,
     /// Intake → delivery: events are available.
     pub work: Notify,
@@ -53,7 +62,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: AuditConfig, backlog: Backlog, transport: Box<dyn Transport>) -> Arc<Self> {
+    pub fn new(
+        config: AuditConfig,
+        backlog: Backlog,
+        transport: Box<dyn Transport>,
+        replayed: u64,
+    ) -> Arc<Self> {
         let tokens = TokenSource::new(config.effective_token_file(), config.token_refresh_interval);
         Arc::new(Self {
             config,
@@ -67,7 +81,10 @@ impl Shared {
             closed: AtomicBool::new(false),
             resolved: watch::Sender::new(0),
             delivered: AtomicU64::new(0),
+            spool_pending: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            rejected_unreported: Mutex::new(Vec::new()),
+            replayed,
             lost: AtomicU64::new(0),
             work: Notify::new(),
             urgent: Notify::new(),
@@ -104,6 +121,25 @@ impl Shared {
                 "AUDIT EVENTS LOST: {detail}"
             );
         }
+    }
+
+    /// Notes that the event with FIFO number `seq` was set aside.
+    pub fn note_rejected(&self, seq: u64) {
+        self.rejected_unreported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(seq);
+    }
+
+    /// Takes (reports) the set-aside events numbered up to `target`.
+    pub fn take_rejected_upto(&self, target: u64) -> u64 {
+        let mut list = self
+            .rejected_unreported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let before = list.len();
+        list.retain(|seq| *seq > target);
+        (before - list.len()) as u64
     }
 
     /// Takes every event from the inbox, oldest first.
