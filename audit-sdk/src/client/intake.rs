@@ -141,6 +141,9 @@ async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) {
         return;
     };
     *pending = rest;
+    shared
+        .spool_full
+        .store(outcome.is_ok() && !pending.is_empty(), Ordering::Relaxed);
     match outcome {
         Ok(written) => {
             if shared.config.spool_dir.is_some() {

@@ -20,6 +20,8 @@ pub const MISROUTED: &str = "audit_sdk_batches_misrouted_total";
 /// Counter: handles dropped without `close()`, and the events they abandoned
 /// in memory are counted in [`DROPPED`] with reason `dropped_without_close`.
 pub const DROPPED_WITHOUT_CLOSE: &str = "audit_sdk_stores_dropped_without_close_total";
+/// Gauge: the store's [`crate::Readiness`] (2 ready, 1 degraded, 0 down).
+pub const READINESS: &str = "audit_sdk_readiness";
 /// Gauge: events held in memory.
 pub const QUEUE_DEPTH: &str = "audit_sdk_queue_depth";
 /// Gauge: bytes of spool segments on disk.

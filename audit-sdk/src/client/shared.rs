@@ -53,8 +53,10 @@ pub(crate) struct Shared {
     pub urgent: Notify,
     /// Delivery → intake: spool space was freed.
     pub space: Notify,
-    /// Whether DataStorage answered the last probe or delivery.
-    pub ready: AtomicBool,
+    /// What the readiness probe last saw (the probe alone writes it).
+    pub probe: Mutex<crate::readiness::ProbeState>,
+    /// The intake holds events the spool had no room for.
+    pub spool_full: AtomicBool,
     /// Stops the background tasks.
     pub stop: CancellationToken,
     /// Unix milliseconds of the last overflow log line (rate limit).
@@ -89,7 +91,8 @@ impl Shared {
             work: Notify::new(),
             urgent: Notify::new(),
             space: Notify::new(),
-            ready: AtomicBool::new(false),
+            probe: Mutex::new(crate::readiness::ProbeState::default()),
+            spool_full: AtomicBool::new(false),
             stop: CancellationToken::new(),
             last_drop_log_ms: AtomicU64::new(0),
         })

@@ -393,10 +393,19 @@ impl AuditStore {
         self.shared.in_memory.load(Ordering::Relaxed) as u64
     }
 
-    /// Whether DataStorage answered the last readiness probe or delivery.
-    /// Services gate their own `/readyz` on it.
+    /// What the service should answer on its own `/readyz`: `Down` until
+    /// DataStorage has answered once after start, then `Ready`, or `Degraded`
+    /// (still serving) while DataStorage does not answer and events still fit.
+    /// See [`Readiness`](crate::Readiness).
+    pub fn readiness(&self) -> crate::Readiness {
+        crate::readiness::evaluate(&self.shared)
+    }
+
+    /// Whether DataStorage answered the last readiness probe (and events fit):
+    /// [`readiness`](Self::readiness) is exactly `Ready`. Kept for
+    /// compatibility; services gate `/readyz` on `readiness()`.
     pub fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::Relaxed)
+        self.readiness() == crate::Readiness::Ready
     }
 
     /// Events dropped so far (overflow, after close, shutdown without a spool).
