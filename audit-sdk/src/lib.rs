@@ -45,7 +45,7 @@ pub use contract::{api, event, limits, payload, problem, proto, timestamp, valid
 pub struct ReadmeDoctests;
 
 pub use config::{AuditConfig, FsyncPolicy, TransportKind};
-pub use errors::{CloseReport, FlushError, RecordError, SyncError};
+pub use errors::{CloseReport, DurableError, FlushError, RecordError, SyncError};
 pub use event::{AuditEvent, AuditEventBuilder, EventOutcome, StoredEvent};
 pub use problem::{FieldError, Problem};
 pub use readiness::Readiness;

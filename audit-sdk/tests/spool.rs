@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use audit_sdk::{AuditStore, FsyncPolicy};
+use audit_sdk::AuditStore;
 use common::*;
 
 /// Paused time: the "several retry rounds" are many probe and delivery
@@ -35,7 +35,9 @@ async fn an_unresolvable_host_spools_with_one_actionable_error_then_delivers_aft
         "{report:?}"
     );
 
-    let errors = logs.lines("ERROR", "");
+    // Every ERROR about this store names its URL; other tests of this binary
+    // run in parallel with their own.
+    let errors = logs.lines("ERROR", "svc.invalid");
     assert_eq!(errors.len(), 1, "exactly one ERROR expected:\n{errors:#?}");
     assert!(
         errors[0].contains("datastorage.kubernaut-system.svc.invalid"),
@@ -102,44 +104,17 @@ async fn a_poison_event_is_set_aside_and_its_neighbours_delivered() {
     server.shutdown().await;
 }
 
-/// The child half of the SIGKILL test: records, syncs, says so, then waits to be killed.
-#[tokio::test]
-async fn spool_child_process() {
-    let Ok(dir) = std::env::var("AUDIT_SPOOL_CHILD_DIR") else {
-        return; // only meaningful when started by the parent test
-    };
-    let count: usize = std::env::var("AUDIT_SPOOL_CHILD_COUNT")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut config = sdk_config("http://127.0.0.1:9"); // nothing listens there
-    config.spool_dir = Some(dir.into());
-    config.spool_fsync = FsyncPolicy::Always;
-    let store = AuditStore::new(config).unwrap();
-    for n in 0..count {
-        let id = store.record(event("corr-child", n)).unwrap();
-        println!("RECORDED {id}");
-    }
-    store.sync().await.unwrap();
-    println!("SYNCED");
-    std::future::pending::<()>().await;
-}
-
 #[tokio::test]
 async fn events_spooled_by_a_process_killed_with_sigkill_are_delivered_by_the_next() {
     use tokio::io::AsyncBufReadExt;
 
     let spool = tempfile::tempdir().unwrap();
     let count = 500;
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "spool_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("AUDIT_SPOOL_CHILD_DIR", spool.path())
-        .env("AUDIT_SPOOL_CHILD_COUNT", count.to_string())
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_audit-sdk-test-child"))
+        .env("CHILD_MODE", "sync")
+        .env("CHILD_URL", "http://127.0.0.1:9") // nothing listens there
+        .env("CHILD_SPOOL", spool.path())
+        .env("CHILD_COUNT", count.to_string())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -152,10 +127,9 @@ async fn events_spooled_by_a_process_killed_with_sigkill_are_delivered_by_the_ne
             .expect("child output")
             .unwrap()
             .expect("child exited early");
-        // libtest may print "test spool_child_process ... " before our first line.
-        if let Some((_, id)) = line.split_once("RECORDED ") {
+        if let Some(id) = line.strip_prefix("RECORDED ") {
             ids.push(uuid::Uuid::parse_str(id).unwrap());
-        } else if line.ends_with("SYNCED") {
+        } else if line == "SYNCED" {
             break;
         }
     }

@@ -99,3 +99,27 @@ pub struct CloseReport {
     /// Permanently refused by DataStorage and set aside (rejected file, metric).
     pub rejected: u64,
 }
+
+/// Why `record_durable()` could not confirm that an event is on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    /// The event was not recorded at all (invalid, overflow, closed).
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Recorded (it waits in memory and is delivered as usual), but not
+    /// confirmed on disk within the timeout: the spool is full or the disk
+    /// fails or stalls. A crash now would lose it.
+    #[error("audit event {event_id} recorded but not confirmed durable within {waited:?}")]
+    Timeout {
+        /// The event.
+        event_id: Uuid,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+    },
+    /// The store closed before the event was confirmed.
+    #[error("audit store closed before event {event_id} was confirmed durable")]
+    Closed {
+        /// The event.
+        event_id: Uuid,
+    },
+}

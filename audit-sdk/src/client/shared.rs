@@ -31,6 +31,14 @@ pub(crate) struct Shared {
     pub in_memory: AtomicUsize,
     /// Set once `close()` starts; `record()` refuses from then on.
     pub closed: AtomicBool,
+    /// FIFO number of the last event accepted by `record()` (incremented under
+    /// the inbox lock, so numbers follow inbox order).
+    pub recorded: AtomicU64,
+    /// FIFO number up to which every event is written to the spool and
+    /// fsynced (group commit; see `crate::intake`).
+    pub durable: watch::Sender<u64>,
+    /// Highest FIFO number a durable-ack waiter asked for.
+    pub durable_wanted: AtomicU64,
     /// Events resolved (delivered or set aside) in FIFO order, counted from the
     /// first event of the backlog at start (spooled events of earlier processes
     /// included). `flush()` waits on it.
@@ -81,6 +89,9 @@ impl Shared {
             inbox_wake: Notify::new(),
             in_memory: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            recorded: AtomicU64::new(replayed),
+            durable: watch::Sender::new(replayed),
+            durable_wanted: AtomicU64::new(0),
             resolved: watch::Sender::new(0),
             delivered: AtomicU64::new(0),
             spool_pending: AtomicU64::new(0),

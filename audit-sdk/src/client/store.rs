@@ -11,13 +11,19 @@ use uuid::Uuid;
 
 use crate::backlog::Backlog;
 use crate::config::AuditConfig;
-use crate::errors::{CloseReport, FlushError, RecordError, SyncError};
+use crate::errors::{CloseReport, DurableError, FlushError, RecordError, SyncError};
 use crate::event::AuditEvent;
 use crate::intake::Command;
 use crate::shared::Shared;
 use crate::spool::{Spool, SpoolOptions};
 use crate::transport::{self, Transport};
 use crate::{delivery, intake, preflight};
+
+/// Why a wait for durability ended without it.
+enum WaitError {
+    Timeout(Duration),
+    Closed,
+}
 
 /// Why a store could not start.
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +195,57 @@ impl AuditStore {
     }
 
     fn enqueue(&self, event: AuditEvent) -> Result<Uuid, RecordError> {
+        self.enqueue_numbered(event).map(|(id, _)| id)
+    }
+
+    /// Records an event and resolves once it is durable: written to the spool
+    /// and fsynced (group commit: concurrent callers share one fsync), or
+    /// acknowledged by DataStorage, whichever comes first. Without a
+    /// `spool_dir` only DataStorage's acknowledgement makes it durable.
+    ///
+    /// A service that must not answer its caller without an audit record
+    /// (the Gateway) answers after this returns: then a SIGKILL of the
+    /// service right after the answer loses nothing. Waits at most
+    /// `flush_timeout`; on timeout the event is still recorded (in memory).
+    pub async fn record_durable(&self, mut event: AuditEvent) -> Result<Uuid, DurableError> {
+        event.event_id.get_or_insert_with(Uuid::now_v7);
+        event.validate().map_err(RecordError::from)?;
+        let (event_id, number) = self.enqueue_numbered(event)?;
+        self.wait_durable(number, self.shared.config.flush_timeout)
+            .await
+            .map_err(|e| match e {
+                WaitError::Timeout(waited) => DurableError::Timeout { event_id, waited },
+                WaitError::Closed => DurableError::Closed { event_id },
+            })?;
+        Ok(event_id)
+    }
+
+    /// Waits until every event up to FIFO number `number` is durable.
+    async fn wait_durable(&self, number: u64, timeout: Duration) -> Result<(), WaitError> {
+        let shared = &self.shared;
+        let mut durable = shared.durable.subscribe();
+        let mut resolved = shared.resolved.subscribe();
+        if shared.config.spool_dir.is_some() {
+            shared.durable_wanted.fetch_max(number, Ordering::AcqRel);
+            // The intake may be asleep with the event already written.
+            shared.inbox_wake.notify_one();
+        } else {
+            shared.urgent.notify_one();
+        }
+        let done = async {
+            tokio::select! {
+                r = durable.wait_for(|d| *d >= number) => r.map(|_| ()),
+                r = resolved.wait_for(|r| *r >= number) => r.map(|_| ()),
+            }
+        };
+        match tokio::time::timeout(timeout, done).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(WaitError::Closed),
+            Err(_) => Err(WaitError::Timeout(timeout)),
+        }
+    }
+
+    fn enqueue_numbered(&self, event: AuditEvent) -> Result<(Uuid, u64), RecordError> {
         let event_id = event.event_id.expect("set by the caller");
         // `closed` is checked under the inbox lock, and `close()` sets it under
         // the same lock: an event accepted here is in the inbox before close's
@@ -212,12 +269,13 @@ impl AuditStore {
             return Err(RecordError::Overflow { capacity, event_id });
         }
         inbox.push(event);
+        let number = self.shared.recorded.fetch_add(1, Ordering::AcqRel) + 1;
         drop(inbox);
         if self.shared.inbox_idle.swap(false, Ordering::AcqRel) {
             self.shared.inbox_wake.notify_one();
         }
         metrics::counter!(crate::metrics::RECORDED).increment(1);
-        Ok(event_id)
+        Ok((event_id, number))
     }
 
     /// Waits until every event recorded before this call is acknowledged by
@@ -270,16 +328,27 @@ impl AuditStore {
     /// Waits until every event recorded before this call is written to the
     /// spool and fsynced (or delivered), for at most `flush_timeout`. Lets a
     /// process that is about to exit without `close()` know that nothing it
-    /// recorded depends on memory.
+    /// recorded depends on memory. Group-committed with concurrent
+    /// [`record_durable`](Self::record_durable) calls.
     pub async fn sync(&self) -> Result<(), SyncError> {
+        if self.shared.config.spool_dir.is_none() {
+            return Err(SyncError::NoSpool);
+        }
+        let number = self.shared.recorded.load(Ordering::Acquire);
         let timeout = self.shared.config.flush_timeout;
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Sync(reply))
-            .map_err(|_| SyncError::Closed)?;
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(answer) => answer.map_err(|_| SyncError::Closed)?,
-            Err(_) => Err(SyncError::Timeout(timeout)),
+        match self.wait_durable(number, timeout).await {
+            Ok(()) => Ok(()),
+            Err(WaitError::Closed) => Err(SyncError::Closed),
+            Err(WaitError::Timeout(_)) => {
+                let durable = *self.shared.durable.borrow();
+                let resolved = *self.shared.resolved.borrow();
+                Err(SyncError::NotWritten {
+                    pending: number.saturating_sub(durable.max(resolved)),
+                    reason: format!(
+                        "not confirmed on disk within {timeout:?} (spool full or disk failing?)"
+                    ),
+                })
+            }
         }
     }
 
@@ -406,6 +475,11 @@ impl AuditStore {
     /// compatibility; services gate `/readyz` on `readiness()`.
     pub fn is_ready(&self) -> bool {
         self.readiness() == crate::Readiness::Ready
+    }
+
+    /// The configuration this store runs with.
+    pub fn config(&self) -> &AuditConfig {
+        &self.shared.config
     }
 
     /// Events dropped so far (overflow, after close, shutdown without a spool).
