@@ -37,18 +37,20 @@ async fn main() -> anyhow::Result<()> {
     // One store per process; clones are cheap handles to the same pipeline.
     let store = AuditStore::new(config.audit)?;
 
-    // The service's readiness follows DataStorage's reachability.
+    // Readiness never cascades: not Ready until DataStorage answered once,
+    // then serving while events are kept; the reason shows in the body.
     let probe = store.clone();
     let app = axum::Router::new().route(
         "/readyz",
         get(move || {
-            let ready = probe.is_ready();
+            let readiness = probe.readiness();
             async move {
-                if ready {
+                let code = if readiness.is_serving() {
                     StatusCode::OK
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
-                }
+                };
+                (code, format!("{readiness:?}"))
             }
         }),
     );

@@ -36,7 +36,7 @@ pub mod names;
 // Public paths stay flat (`audit_sdk::event`, `audit_sdk::spool`, ...): the
 // folders are how the crate is read, not how it is imported.
 pub(crate) use client::{backlog, delivery, intake, shared, store};
-pub use client::{config, errors, metrics, preflight, spool, token, transport};
+pub use client::{config, errors, metrics, preflight, readiness, spool, token, transport};
 pub use contract::{api, event, limits, payload, problem, proto, timestamp, validation};
 
 // The README's examples compile as doctests, so they stay true.
@@ -45,8 +45,9 @@ pub use contract::{api, event, limits, payload, problem, proto, timestamp, valid
 pub struct ReadmeDoctests;
 
 pub use config::{AuditConfig, FsyncPolicy, TransportKind};
-pub use errors::{CloseReport, FlushError, RecordError, SyncError};
+pub use errors::{CloseReport, DurableError, FlushError, RecordError, SyncError};
 pub use event::{AuditEvent, AuditEventBuilder, EventOutcome, StoredEvent};
 pub use problem::{FieldError, Problem};
+pub use readiness::Readiness;
 pub use store::{AuditStore, StartError};
 pub use validation::ValidationErrors;

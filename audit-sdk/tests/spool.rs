@@ -2,43 +2,18 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use audit_sdk::{AuditStore, FsyncPolicy};
+use audit_sdk::AuditStore;
 use common::*;
 
-/// Collects log output of the current thread (the test uses a current-thread
-/// runtime, so the SDK's tasks log here too).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
+/// Paused time: the "several retry rounds" are many probe and delivery
+/// attempts in virtual time, not a real sleep; logs are captured from every
+/// thread (the spool writes run on blocking threads).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn an_unresolvable_host_spools_with_one_actionable_error_then_delivers_after_fixing_the_url()
 {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = common::logs::capture();
 
     let spool = tempfile::tempdir().unwrap();
     let wrong = "http://datastorage.kubernaut-system.svc.invalid:8080";
@@ -49,8 +24,10 @@ async fn an_unresolvable_host_spools_with_one_actionable_error_then_delivers_aft
     let ids: Vec<_> = (0..200)
         .map(|n| store.record(event("corr-dns", n)).unwrap())
         .collect();
-    // Let the probe and delivery fail for a while (several retry rounds).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the probe and delivery fail for a while (several retry rounds). The
+    // resolver runs on blocking threads, which hold back tokio's auto-advance,
+    // so virtual time here runs at about the pace of the lookups.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let report = store.close().await;
     assert_eq!(
         (report.spooled, report.lost, report.delivered),
@@ -58,9 +35,10 @@ async fn an_unresolvable_host_spools_with_one_actionable_error_then_delivers_aft
         "{report:?}"
     );
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
-    assert_eq!(errors.len(), 1, "exactly one ERROR expected:\n{text}");
+    // Every ERROR about this store names its URL; other tests of this binary
+    // run in parallel with their own.
+    let errors = logs.lines("ERROR", "svc.invalid");
+    assert_eq!(errors.len(), 1, "exactly one ERROR expected:\n{errors:#?}");
     assert!(
         errors[0].contains("datastorage.kubernaut-system.svc.invalid"),
         "{}",
@@ -72,6 +50,8 @@ async fn an_unresolvable_host_spools_with_one_actionable_error_then_delivers_aft
         errors[0]
     );
 
+    // Real sockets from here on: real time.
+    tokio::time::resume();
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(&dir.path().join("audit.db"), 0).await;
     config.data_storage_url = server.url();
@@ -103,7 +83,11 @@ async fn a_poison_event_is_set_aside_and_its_neighbours_delivered() {
             good.push(store.record(event("corr-poison", n)).unwrap());
         }
     }
-    store.flush_timeout(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        store.flush_timeout(Duration::from_secs(30)).await,
+        Err(audit_sdk::FlushError::Rejected { count: 1 }),
+        "a set-aside event is not a delivered one"
+    );
     assert_stored_exactly(&server.url(), "corr-poison", &good).await;
     let report = store.close().await;
     assert_eq!((report.delivered, report.rejected, report.lost), (99, 1, 0));
@@ -120,44 +104,17 @@ async fn a_poison_event_is_set_aside_and_its_neighbours_delivered() {
     server.shutdown().await;
 }
 
-/// The child half of the SIGKILL test: records, syncs, says so, then waits to be killed.
-#[tokio::test]
-async fn spool_child_process() {
-    let Ok(dir) = std::env::var("AUDIT_SPOOL_CHILD_DIR") else {
-        return; // only meaningful when started by the parent test
-    };
-    let count: usize = std::env::var("AUDIT_SPOOL_CHILD_COUNT")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut config = sdk_config("http://127.0.0.1:9"); // nothing listens there
-    config.spool_dir = Some(dir.into());
-    config.spool_fsync = FsyncPolicy::Always;
-    let store = AuditStore::new(config).unwrap();
-    for n in 0..count {
-        let id = store.record(event("corr-child", n)).unwrap();
-        println!("RECORDED {id}");
-    }
-    store.sync().await.unwrap();
-    println!("SYNCED");
-    std::future::pending::<()>().await;
-}
-
 #[tokio::test]
 async fn events_spooled_by_a_process_killed_with_sigkill_are_delivered_by_the_next() {
     use tokio::io::AsyncBufReadExt;
 
     let spool = tempfile::tempdir().unwrap();
     let count = 500;
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "spool_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("AUDIT_SPOOL_CHILD_DIR", spool.path())
-        .env("AUDIT_SPOOL_CHILD_COUNT", count.to_string())
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_audit-sdk-test-child"))
+        .env("CHILD_MODE", "sync")
+        .env("CHILD_URL", "http://127.0.0.1:9") // nothing listens there
+        .env("CHILD_SPOOL", spool.path())
+        .env("CHILD_COUNT", count.to_string())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -170,10 +127,9 @@ async fn events_spooled_by_a_process_killed_with_sigkill_are_delivered_by_the_ne
             .expect("child output")
             .unwrap()
             .expect("child exited early");
-        // libtest may print "test spool_child_process ... " before our first line.
-        if let Some((_, id)) = line.split_once("RECORDED ") {
+        if let Some(id) = line.strip_prefix("RECORDED ") {
             ids.push(uuid::Uuid::parse_str(id).unwrap());
-        } else if line.ends_with("SYNCED") {
+        } else if line == "SYNCED" {
             break;
         }
     }

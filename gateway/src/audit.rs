@@ -4,6 +4,11 @@
 //! the whole story of a request. Recording never blocks and never fails the
 //! caller: an audit problem is logged and counted, and the HTTP answer stays
 //! what the remediation outcome says (the SDK's spool covers DataStorage outages).
+//!
+//! With `audit.durable_ack` (default on when `audit.spool_dir` is set) the
+//! signal handler awaits [`GatewayAudit::durable`] before answering: a 2xx then
+//! implies the signal's audit events are fsynced in the spool, so a SIGKILL of
+//! the Gateway right after the answer loses none of them.
 
 use audit_sdk::payload::{DeduplicationStatus, GatewayEventData};
 use audit_sdk::{AuditEvent, AuditStore, EventOutcome};
@@ -49,12 +54,30 @@ pub struct Subject<'a> {
 #[derive(Debug, Clone)]
 pub struct GatewayAudit {
     store: AuditStore,
+    durable_ack: bool,
 }
 
 impl GatewayAudit {
-    /// Audits through `store`.
+    /// Audits through `store`, with durable acknowledgement as its
+    /// configuration says (`audit.durable_ack`, see
+    /// [`audit_sdk::AuditConfig::durable_ack_enabled`]).
     pub fn new(store: AuditStore) -> Self {
-        Self { store }
+        let durable_ack = store.config().durable_ack_enabled();
+        Self { store, durable_ack }
+    }
+
+    /// With durable acknowledgement on, waits until every audit event recorded
+    /// so far (this signal's included) is on disk; one fsync covers the events
+    /// of all signals in flight (group commit). A failure is logged and
+    /// counted; the answer stays what the remediation outcome says.
+    pub async fn durable(&self) {
+        if !self.durable_ack {
+            return;
+        }
+        if let Err(e) = self.store.sync().await {
+            metrics::counter!(names::AUDIT_FAILURES, "event_type" => "durable_ack").increment(1);
+            tracing::error!(error = %e, "audit events of this signal are not confirmed durable; answering anyway");
+        }
     }
 
     /// The underlying store (readiness, close).

@@ -67,6 +67,11 @@ pub struct AuditConfig {
     /// Fsync period for `spool_fsync: interval`.
     #[serde(with = "humantime_serde")]
     pub spool_fsync_interval: Duration,
+    /// Whether the embedding service answers its callers only after their
+    /// audit events are durable ([`crate::AuditStore::record_durable`] /
+    /// [`crate::AuditStore::sync`]). Unset: on when `spool_dir` is set. The
+    /// Gateway honours it; see [`AuditConfig::durable_ack_enabled`].
+    pub durable_ack: Option<bool>,
     /// Bearer token file; default: the projected ServiceAccount token when present.
     pub token_file: Option<PathBuf>,
     /// How often the token file is re-read (it is also re-read after a 401).
@@ -111,6 +116,7 @@ impl Default for AuditConfig {
             spool_segment_bytes: 16 * 1024 * 1024,
             spool_fsync: FsyncPolicy::Interval,
             spool_fsync_interval: Duration::from_secs(1),
+            durable_ack: None,
             token_file: None,
             token_refresh_interval: Duration::from_secs(60),
             ca_file: None,
@@ -143,6 +149,11 @@ impl AuditConfig {
         })
     }
 
+    /// `durable_ack` in effect: as configured, else on exactly when a spool is.
+    pub fn durable_ack_enabled(&self) -> bool {
+        self.durable_ack.unwrap_or(self.spool_dir.is_some())
+    }
+
     /// Checks values that serde cannot.
     pub fn check(&self) -> Result<(), String> {
         let url = url::Url::parse(&self.data_storage_url).map_err(|e| {
@@ -160,9 +171,53 @@ impl AuditConfig {
         if self.batch_size == 0 || self.buffer_capacity == 0 || self.max_in_flight == 0 {
             return Err("batch_size, max_in_flight and buffer_capacity must be at least 1".into());
         }
-        if self.spool_dir.is_some() && self.spool_segment_bytes > self.spool_max_bytes {
-            return Err("spool_segment_bytes must not exceed spool_max_bytes".into());
+        // One segment being written and one being delivered must fit at once,
+        // or a full spool can never free space (the old equal-sizes deadlock).
+        if self.spool_dir.is_some()
+            && self.spool_segment_bytes.saturating_mul(2) > self.spool_max_bytes
+        {
+            return Err(format!(
+                "spool_max_bytes ({}) must be at least 2 x spool_segment_bytes ({})",
+                self.spool_max_bytes, self.spool_segment_bytes
+            ));
+        }
+        if self.durable_ack == Some(true) && self.spool_dir.is_none() {
+            return Err(
+                "durable_ack needs a spool_dir (events are made durable in the spool)".into(),
+            );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_smaller_than_two_segments_is_refused() {
+        let mut c = AuditConfig::new("http://ds:8080");
+        c.spool_dir = Some("/tmp/x".into());
+        c.spool_max_bytes = 1000;
+        c.spool_segment_bytes = 1000;
+        assert!(c.check().unwrap_err().contains("2 x spool_segment_bytes"));
+        c.spool_segment_bytes = 500;
+        assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn durable_ack_defaults_to_on_exactly_with_a_spool() {
+        let mut c = AuditConfig::new("http://ds:8080");
+        assert!(!c.durable_ack_enabled());
+        c.spool_dir = Some("/tmp/x".into());
+        assert!(c.durable_ack_enabled());
+        c.durable_ack = Some(false);
+        assert!(!c.durable_ack_enabled());
+        c.spool_dir = None;
+        c.durable_ack = Some(true);
+        assert!(c
+            .check()
+            .unwrap_err()
+            .contains("durable_ack needs a spool_dir"));
     }
 }

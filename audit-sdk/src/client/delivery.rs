@@ -1,13 +1,15 @@
 //! The delivery task: batches from the backlog to DataStorage, retried until
 //! acknowledged.
 //!
-//! There is deliberately no "give up after N attempts": a transient failure
-//! (connect, DNS, timeout, 5xx, 429, 401) is retried with exponential backoff
-//! and jitter for as long as it lasts, while the events wait in memory or in the
-//! spool. A permanent refusal (another 4xx) is bisected so that only the events
-//! the server refuses on their own are set aside; their neighbours are delivered.
-//! A 403 is a missing RBAC binding, not a bad event: it is retried too, with an
-//! ERROR that says so.
+//! There is deliberately no "give up after N attempts": every failure is
+//! retried with exponential backoff and jitter for as long as it lasts, while
+//! the events wait in memory or in the spool. The one exception is
+//! DataStorage's own validation problem, which names the refused events by
+//! index: exactly those are set aside and the rest of the batch is resent at
+//! once (no bisection, which would need the server to judge events one by one).
+//! A refusal that is not about the events (wrong path, port or scheme, a proxy
+//! or a mesh, a missing RBAC binding) is retried with one ERROR naming the URL
+//! and the status, never set aside (see [`crate::transport`]).
 //!
 //! Up to `max_in_flight` batches travel at once (DataStorage parses one while it
 //! stores another); they are acknowledged strictly in the order they were
@@ -24,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::event::AuditEvent;
 use crate::metrics as m;
+use crate::problem::Problem;
 use crate::shared::Shared;
 use crate::spool::Position;
 use crate::transport::{Ack, SendError};
@@ -37,6 +40,7 @@ const STILL_FAILING_LOG_EVERY: Duration = Duration::from_secs(60);
 /// A batch on its way, in the order it was taken.
 struct InFlight {
     task: JoinHandle<Result<(), Cancelled>>,
+    /// FIFO number of the batch's last event (see `Shared::resolved`).
     count: u64,
     mark: Option<Position>,
     started: Instant,
@@ -45,6 +49,8 @@ struct InFlight {
 pub(crate) async fn run(shared: Arc<Shared>) {
     let outage = Arc::new(Mutex::new(Outage::default()));
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    // FIFO number of the last event taken (1-based; `resolved` counts the same way).
+    let mut taken: u64 = 0;
     loop {
         // Start batches while there is room and work.
         while in_flight.len() < shared.config.max_in_flight {
@@ -66,7 +72,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             match take(&shared).await {
                 Ok(Some((batch, mark))) => {
                     let count = batch.len() as u64;
-                    let task = tokio::spawn(deliver(shared.clone(), batch, outage.clone()));
+                    let first = taken + 1;
+                    taken += count;
+                    let task = tokio::spawn(deliver(shared.clone(), batch, first, outage.clone()));
                     in_flight.push_back(InFlight {
                         task,
                         count,
@@ -122,7 +130,11 @@ async fn resolve(shared: &Arc<Shared>, mark: Option<Position>, count: u64) {
     let acked = tokio::task::spawn_blocking(move || {
         let mut backlog = worker.backlog();
         let result = backlog.ack(mark, count);
-        (result, backlog.spool().map(|s| s.bytes()))
+        let bytes = backlog.spool().map(|s| {
+            worker.spool_pending.store(s.pending(), Ordering::Relaxed);
+            s.bytes()
+        });
+        (result, bytes)
     })
     .await;
     if let Ok((result, bytes)) = acked {
@@ -144,19 +156,24 @@ async fn resolve(shared: &Arc<Shared>, mark: Option<Position>, count: u64) {
     shared.space.notify_one();
 }
 
-/// Delivers `events`, bisecting on permanent refusal; every event ends up
-/// delivered or set aside unless shutdown interrupts.
+/// Delivers `events` (FIFO numbers from `first`): every event ends up
+/// delivered or, when DataStorage's validation names it, set aside, unless
+/// shutdown interrupts.
 async fn deliver(
     shared: Arc<Shared>,
     events: Vec<AuditEvent>,
+    first: u64,
     outage: Arc<Mutex<Outage>>,
 ) -> Result<(), Cancelled> {
     let shared = &shared;
-    // An explicit stack instead of recursion: halves are processed in order.
-    let mut stack = vec![events];
-    while let Some(batch) = stack.pop() {
-        match send_until_answered(shared, &batch, &outage).await? {
-            Ok(ack) => {
+    let mut seqs: Vec<u64> = (first..first + events.len() as u64).collect();
+    let mut batch = events;
+    // Events replayed from an earlier process's spool may have been stored
+    // before that process died: their duplicates are expected.
+    let mut first_attempt = first > shared.replayed;
+    while !batch.is_empty() {
+        match send_until_answered(shared, &batch, &outage, &mut first_attempt).await? {
+            Answer::Stored(ack) => {
                 let n = batch.len() as u64;
                 shared.delivered.fetch_add(n, Ordering::Relaxed);
                 metrics::counter!(m::DELIVERED).increment(n);
@@ -168,28 +185,65 @@ async fn deliver(
                         "DataStorage acknowledged a different number of events than sent"
                     );
                 }
+                return Ok(());
             }
-            Err((status, reason)) if batch.len() == 1 => {
-                set_aside(shared, &batch[0], status, &reason)
-            }
-            Err(_) => {
-                let mut left = batch;
-                let right = left.split_off(left.len() / 2);
-                stack.push(right);
-                stack.push(left);
+            Answer::Invalid { indexes, problem } => {
+                // All-or-nothing: nothing of this batch was stored. Set aside the
+                // named events, resend the others.
+                let mut keep_events = Vec::with_capacity(batch.len());
+                let mut keep_seqs = Vec::with_capacity(batch.len());
+                for (i, (event, seq)) in batch.into_iter().zip(seqs).enumerate() {
+                    if indexes.binary_search(&i).is_ok() {
+                        let reason = reason_for(&problem, i);
+                        set_aside(shared, &event, seq, problem.status, &reason);
+                    } else {
+                        keep_events.push(event);
+                        keep_seqs.push(seq);
+                    }
+                }
+                batch = keep_events;
+                seqs = keep_seqs;
             }
         }
     }
     Ok(())
 }
 
-/// Sends until DataStorage answers for good: `Ok(Ok)` acknowledged,
-/// `Ok(Err)` permanently refused, `Err` shutdown.
+/// The problem's messages about the event at `index`, for the rejected file.
+fn reason_for(problem: &Problem, index: usize) -> String {
+    let fields: Vec<String> = problem
+        .errors
+        .iter()
+        .filter(|e| e.index == Some(index))
+        .map(ToString::to_string)
+        .collect();
+    let detail = problem
+        .detail
+        .clone()
+        .unwrap_or_else(|| problem.title.clone());
+    if fields.is_empty() {
+        detail
+    } else {
+        format!("{detail}: {}", fields.join("; "))
+    }
+}
+
+/// DataStorage's final answer about a batch.
+enum Answer {
+    Stored(Ack),
+    Invalid {
+        indexes: Vec<usize>,
+        problem: Box<Problem>,
+    },
+}
+
+/// Sends until DataStorage answers for good; `Err` on shutdown.
 async fn send_until_answered(
     shared: &Arc<Shared>,
     batch: &[AuditEvent],
     outage: &Mutex<Outage>,
-) -> Result<Result<Ack, (u16, String)>, Cancelled> {
+    first_attempt: &mut bool,
+) -> Result<Answer, Cancelled> {
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(shared.config.retry_min_delay)
         .with_max_delay(shared.config.retry_max_delay)
@@ -203,29 +257,37 @@ async fn send_until_answered(
             r = shared.transport.send(batch, token.as_deref()) => r,
             () = shared.stop.cancelled() => return Err(Cancelled),
         };
+        let was_first = std::mem::replace(first_attempt, false);
         let retry_after = match attempt {
             Ok(ack) => {
-                lock(outage).recovered(shared);
-                return Ok(Ok(ack));
+                lock(outage).recovered();
+                if was_first && ack.duplicates > 0 {
+                    warn_duplicates(batch, ack.duplicates);
+                }
+                return Ok(Answer::Stored(ack));
             }
-            Err(SendError::Permanent {
-                status,
-                reason,
-                problem,
-            }) => {
-                lock(outage).recovered(shared);
-                let detail = problem
-                    .map(|p| {
-                        let fields: Vec<String> =
-                            p.errors.iter().map(ToString::to_string).collect();
-                        if fields.is_empty() {
-                            reason.clone()
-                        } else {
-                            format!("{reason}: {}", fields.join("; "))
-                        }
-                    })
-                    .unwrap_or(reason);
-                return Ok(Err((status, detail)));
+            Err(SendError::Invalid { indexes, problem }) => {
+                lock(outage).recovered();
+                return Ok(Answer::Invalid { indexes, problem });
+            }
+            Err(SendError::Misrouted { status, reason }) => {
+                metrics::counter!(m::MISROUTED, "status" => status.to_string()).increment(1);
+                let mut o = lock(outage);
+                if !o.misrouted_logged {
+                    o.misrouted_logged = true;
+                    tracing::error!(
+                        target_url = %shared.transport.target(),
+                        status,
+                        reason,
+                        "DataStorage delivery is refused by something that is not DataStorage's validation (wrong path, port or scheme in data_storage_url, a proxy or mesh in the way?); events are kept and retried, none is set aside; check data_storage_url"
+                    );
+                }
+                o.failed(
+                    shared,
+                    &format!("misrouted ({status}): {reason}"),
+                    batch.len(),
+                );
+                None
             }
             Err(SendError::Unauthorized { reason }) => {
                 shared.tokens.invalidate();
@@ -237,10 +299,12 @@ async fn send_until_answered(
                 None
             }
             Err(SendError::Forbidden { reason }) => {
-                if lock(outage).since.is_none() {
+                let mut o = lock(outage);
+                if !o.forbidden_logged {
+                    o.forbidden_logged = true;
                     tracing::error!(url = %shared.config.data_storage_url, reason, "DataStorage refuses this service's credentials (RBAC); events are kept and retried until the role binding is fixed");
                 }
-                lock(outage).failed(shared, &format!("forbidden: {reason}"), batch.len());
+                o.failed(shared, &format!("forbidden: {reason}"), batch.len());
                 None
             }
             Err(SendError::Transient {
@@ -253,7 +317,7 @@ async fn send_until_answered(
         };
         metrics::counter!(m::RETRIED_BATCHES).increment(1);
         let computed = backoff.next().unwrap_or(shared.config.retry_max_delay);
-        let delay = retry_after.map_or(computed, |ra| ra.max(computed));
+        let delay = next_delay(computed, retry_after, shared.config.retry_max_delay);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shared.stop.cancelled() => return Err(Cancelled),
@@ -261,12 +325,57 @@ async fn send_until_answered(
     }
 }
 
+/// The wait before the next attempt: the backoff, or longer when the server's
+/// `Retry-After` asks for it, but never past `cap` (a server asking for an
+/// hour must not park audit delivery for an hour).
+pub(crate) fn next_delay(
+    computed: Duration,
+    retry_after: Option<Duration>,
+    cap: Duration,
+) -> Duration {
+    match retry_after {
+        Some(ra) => ra.min(cap).max(computed),
+        None => computed,
+    }
+}
+
+/// A first attempt answered with duplicates: these ids were already stored
+/// (an event id reused by a cloned builder or by the caller).
+fn warn_duplicates(batch: &[AuditEvent], duplicates: u64) {
+    metrics::counter!(m::DUPLICATE_IDS).increment(duplicates);
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    let repeated: Vec<String> = batch
+        .iter()
+        .filter_map(|e| e.event_id)
+        .filter(|id| !seen.insert(*id))
+        .map(|id| id.to_string())
+        .collect();
+    let ids = if repeated.is_empty() {
+        // DataStorage does not say which; name the candidates (bounded).
+        batch
+            .iter()
+            .filter_map(|e| e.event_id)
+            .take(20)
+            .map(|id| id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        repeated.join(",")
+    };
+    tracing::warn!(
+        duplicates,
+        ids,
+        "DataStorage already held events of a batch sent for the first time: an event id was reused (a cloned AuditEventBuilder, or an id set by the caller); those events were not stored again"
+    );
+}
+
 fn lock(outage: &Mutex<Outage>) -> MutexGuard<'_, Outage> {
     outage.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn set_aside(shared: &Arc<Shared>, event: &AuditEvent, status: u16, reason: &str) {
+fn set_aside(shared: &Arc<Shared>, event: &AuditEvent, seq: u64, status: u16, reason: &str) {
     shared.rejected.fetch_add(1, Ordering::Relaxed);
+    shared.note_rejected(seq);
     metrics::counter!(m::REJECTED).increment(1);
     let id = event.event_id.map(|i| i.to_string()).unwrap_or_default();
     match &shared.config.spool_dir {
@@ -291,11 +400,14 @@ struct Outage {
     since: Option<Instant>,
     last_log: Option<Instant>,
     attempts: u64,
+    /// The ERROR of a misrouted delivery was logged in this outage.
+    misrouted_logged: bool,
+    /// The ERROR of a forbidden delivery was logged in this outage.
+    forbidden_logged: bool,
 }
 
 impl Outage {
     fn failed(&mut self, shared: &Shared, reason: &str, batch: usize) {
-        shared.ready.store(false, Ordering::Relaxed);
         self.attempts += 1;
         let now = Instant::now();
         match self.since {
@@ -316,12 +428,13 @@ impl Outage {
         }
     }
 
-    fn recovered(&mut self, shared: &Shared) {
-        shared.ready.store(true, Ordering::Relaxed);
+    fn recovered(&mut self) {
         if let Some(since) = self.since.take() {
             tracing::info!(after = ?since.elapsed(), attempts = self.attempts, "audit delivery recovered");
         }
         self.attempts = 0;
         self.last_log = None;
+        self.misrouted_logged = false;
+        self.forbidden_logged = false;
     }
 }

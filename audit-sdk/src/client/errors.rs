@@ -54,6 +54,14 @@ pub enum FlushError {
         /// Events recorded before the flush and not acknowledged.
         pending: u64,
     },
+    /// Every event recorded before the flush was resolved, but DataStorage's
+    /// validation refused `count` of them: they were set aside (rejected file,
+    /// metric), not stored. Each set-aside event is reported by one flush only.
+    #[error("{count} audit event(s) recorded before the flush were refused by DataStorage's validation and set aside, not stored")]
+    Rejected {
+        /// Events set aside since the previous flush that reported some.
+        count: u64,
+    },
 }
 
 /// Why `sync()` could not confirm that events are on disk.
@@ -73,6 +81,9 @@ pub enum SyncError {
     /// The store was closed.
     #[error("audit store is closed")]
     Closed,
+    /// The timeout passed before the disk answered.
+    #[error("the audit spool did not confirm the write within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// What `close()` did with every event this store saw.
@@ -87,4 +98,28 @@ pub struct CloseReport {
     pub lost: u64,
     /// Permanently refused by DataStorage and set aside (rejected file, metric).
     pub rejected: u64,
+}
+
+/// Why `record_durable()` could not confirm that an event is on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    /// The event was not recorded at all (invalid, overflow, closed).
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Recorded (it waits in memory and is delivered as usual), but not
+    /// confirmed on disk within the timeout: the spool is full or the disk
+    /// fails or stalls. A crash now would lose it.
+    #[error("audit event {event_id} recorded but not confirmed durable within {waited:?}")]
+    Timeout {
+        /// The event.
+        event_id: Uuid,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+    },
+    /// The store closed before the event was confirmed.
+    #[error("audit store closed before event {event_id} was confirmed durable")]
+    Closed {
+        /// The event.
+        event_id: Uuid,
+    },
 }

@@ -20,8 +20,6 @@ use crate::shared::Shared;
 pub(crate) enum Command {
     /// Replies with the sequence number of the last event recorded before it.
     Flush(oneshot::Sender<u64>),
-    /// Replies once everything recorded before it is on disk.
-    Sync(oneshot::Sender<Result<(), SyncError>>),
     /// Stops intake; replies with (last sequence number, events that could not be written).
     Close(oneshot::Sender<(u64, u64)>),
 }
@@ -52,6 +50,9 @@ pub(crate) async fn run(
         seq += arrived.len() as u64;
         pending.extend(arrived);
         write(&shared, &mut pending).await;
+        if spooled {
+            commit_durable(&shared, seq - pending.len() as u64).await;
+        }
         if !busy {
             shared.inbox_idle.store(true, Ordering::Release);
             // A record between the drain and the flag saw `idle == false` and did
@@ -89,12 +90,9 @@ pub(crate) async fn run(
                 shared.urgent.notify_one();
                 let _ = reply.send(seq);
             }
-            Some(Command::Sync(reply)) => {
-                let _ = reply.send(sync(&shared, pending.len() as u64).await);
-            }
             Some(Command::Close(reply)) => {
-                if spooled {
-                    let _ = sync(&shared, 0).await;
+                if spooled && sync(&shared, 0).await.is_ok() {
+                    publish_durable(&shared, seq - pending.len() as u64);
                 }
                 shared.urgent.notify_one();
                 let _ = reply.send((seq, pending.len() as u64));
@@ -102,6 +100,31 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Group commit for durable acknowledgements: when a waiter wants events
+/// that are written but not yet known to be on disk, one fsync (on the
+/// blocking pool, never on an async worker) covers everything written so far.
+/// Records arriving during the fsync wait in the inbox and share the next one.
+async fn commit_durable(shared: &Arc<Shared>, written_upto: u64) {
+    let current = *shared.durable.borrow();
+    let wanted = shared.durable_wanted.load(Ordering::Acquire);
+    if wanted <= current || written_upto <= current {
+        return;
+    }
+    if sync(shared, 0).await.is_ok() {
+        publish_durable(shared, written_upto);
+    }
+}
+
+fn publish_durable(shared: &Shared, upto: u64) {
+    shared.durable.send_if_modified(|d| {
+        let newer = upto > *d;
+        if newer {
+            *d = upto;
+        }
+        newer
+    });
 }
 
 async fn sync_if_due(shared: &Arc<Shared>) {
@@ -129,7 +152,10 @@ async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) {
         let mut backlog = worker.backlog();
         let outcome = backlog.push(&mut batch);
         let available = backlog.available();
-        let bytes = backlog.spool().map(|s| s.bytes());
+        let bytes = backlog.spool().map(|s| {
+            worker.spool_pending.store(s.pending(), Ordering::Relaxed);
+            s.bytes()
+        });
         (batch, outcome, available, bytes)
     })
     .await;
@@ -138,6 +164,9 @@ async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) {
         return;
     };
     *pending = rest;
+    shared
+        .spool_full
+        .store(outcome.is_ok() && !pending.is_empty(), Ordering::Relaxed);
     match outcome {
         Ok(written) => {
             if shared.config.spool_dir.is_some() {
@@ -171,7 +200,10 @@ async fn sync(shared: &Arc<Shared>, unwritten: u64) -> Result<(), SyncError> {
     }
     let worker = shared.clone();
     let synced = tokio::task::spawn_blocking(move || match worker.backlog().spool() {
-        Some(spool) => spool.sync().map_err(|e| e.to_string()),
+        Some(spool) => spool.sync().map_err(|e| {
+            tracing::error!(error = %e, "audit spool fsync failed; durable acknowledgements wait");
+            e.to_string()
+        }),
         None => Ok(()),
     })
     .await

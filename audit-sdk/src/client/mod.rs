@@ -10,6 +10,7 @@ pub mod errors;
 pub(crate) mod intake;
 pub mod metrics;
 pub mod preflight;
+pub mod readiness;
 pub(crate) mod shared;
 pub mod spool;
 pub(crate) mod store;

@@ -7,7 +7,6 @@
 //! its result backs [`crate::AuditStore::is_ready`], which services use to gate
 //! their own `/readyz`.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,8 @@ use crate::api::READYZ_PATH;
 use crate::shared::Shared;
 
 const REMIND_EVERY: Duration = Duration::from_secs(300);
+/// Longest wait for the resolver.
+const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a probe failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,9 +65,22 @@ pub async fn probe(client: &reqwest::Client, base_url: &str) -> Result<(), Probe
     let url = url::Url::parse(base_url).map_err(|e| ProbeFailure::Unreachable(e.to_string()))?;
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
-    let resolved = tokio::net::lookup_host((host.clone(), port))
-        .await
-        .map(|addrs| addrs.count());
+    // The resolver runs on a blocking thread that cannot be cancelled; the
+    // timeout lets the probe (and close()) move on while it hangs.
+    let resolved = match tokio::time::timeout(
+        DNS_TIMEOUT,
+        tokio::net::lookup_host((host.clone(), port)),
+    )
+    .await
+    {
+        Ok(r) => r.map(|addrs| addrs.count()),
+        Err(_) => {
+            return Err(ProbeFailure::Dns {
+                host,
+                error: format!("no answer within {DNS_TIMEOUT:?}"),
+            })
+        }
+    };
     match resolved {
         Ok(n) if n > 0 => {}
         Ok(_) => {
@@ -90,12 +104,32 @@ pub async fn probe(client: &reqwest::Client, base_url: &str) -> Result<(), Probe
     }
 }
 
+/// The probe's HTTP client: the same trust as delivery (`ca_file` on top of
+/// the webpki roots).
+fn client(shared: &Shared) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(3));
+    if let Some(pem) = crate::transport::read_ca(&shared.config)? {
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("ca_file is not a PEM certificate: {e}"))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+fn set_probe(shared: &Shared, failing: Option<String>) {
+    {
+        let mut probe = shared.probe.lock().unwrap_or_else(|p| p.into_inner());
+        if failing.is_none() {
+            probe.answered_once = true;
+        }
+        probe.failing = failing;
+    }
+    metrics::gauge!(crate::metrics::READINESS).set(crate::readiness::evaluate(shared).gauge());
+}
+
 /// The probe loop of a store, until it stops.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-    {
+    let client = match client(&shared) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the audit readiness probe client");
@@ -107,15 +141,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
         match probe(&client, &url).await {
             Ok(()) => {
-                shared.ready.store(true, Ordering::Relaxed);
+                set_probe(&shared, None);
                 if let Some((since, _, _)) = failing.take() {
                     tracing::info!(%url, after = ?since.elapsed(), "DataStorage is reachable again; audit delivery resumes");
                 }
             }
             Err(failure) => {
-                shared.ready.store(false, Ordering::Relaxed);
                 let now = Instant::now();
                 let text = advice(&url, &failure, shared.config.expected_namespace.as_deref());
+                set_probe(&shared, Some(text.clone()));
                 let keeping = match &shared.config.spool_dir {
                     Some(dir) => format!("audit events are kept in the spool at {}", dir.display()),
                     None => format!(

@@ -31,12 +31,29 @@ pub(crate) struct Shared {
     pub in_memory: AtomicUsize,
     /// Set once `close()` starts; `record()` refuses from then on.
     pub closed: AtomicBool,
+    /// FIFO number of the last event accepted by `record()` (incremented under
+    /// the inbox lock, so numbers follow inbox order).
+    pub recorded: AtomicU64,
+    /// FIFO number up to which every event is written to the spool and
+    /// fsynced (group commit; see `crate::intake`).
+    pub durable: watch::Sender<u64>,
+    /// Highest FIFO number a durable-ack waiter asked for.
+    pub durable_wanted: AtomicU64,
     /// Events resolved (delivered or set aside) in FIFO order, counted from the
     /// first event of the backlog at start (spooled events of earlier processes
     /// included). `flush()` waits on it.
     pub resolved: watch::Sender<u64>,
     pub delivered: AtomicU64,
+    /// Events in the spool not yet acknowledged, as last seen by a task that
+    /// held the backlog (readable without the backlog lock, which a stalled
+    /// disk may hold).
+    pub spool_pending: AtomicU64,
     pub rejected: AtomicU64,
+    /// FIFO numbers of set-aside events not yet reported by a `flush()`.
+    pub rejected_unreported: Mutex<Vec<u64>>,
+    /// Events replayed from the spool of an earlier process (FIFO numbers
+    /// `1..=replayed`): their duplicates on first send are expected.
+    pub replayed: u64,
     pub lost: AtomicU64,
     /// Intake → delivery: events are available.
     pub work: Notify,
@@ -44,8 +61,10 @@ pub(crate) struct Shared {
     pub urgent: Notify,
     /// Delivery → intake: spool space was freed.
     pub space: Notify,
-    /// Whether DataStorage answered the last probe or delivery.
-    pub ready: AtomicBool,
+    /// What the readiness probe last saw (the probe alone writes it).
+    pub probe: Mutex<crate::readiness::ProbeState>,
+    /// The intake holds events the spool had no room for.
+    pub spool_full: AtomicBool,
     /// Stops the background tasks.
     pub stop: CancellationToken,
     /// Unix milliseconds of the last overflow log line (rate limit).
@@ -53,7 +72,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: AuditConfig, backlog: Backlog, transport: Box<dyn Transport>) -> Arc<Self> {
+    pub fn new(
+        config: AuditConfig,
+        backlog: Backlog,
+        transport: Box<dyn Transport>,
+        replayed: u64,
+    ) -> Arc<Self> {
         let tokens = TokenSource::new(config.effective_token_file(), config.token_refresh_interval);
         Arc::new(Self {
             config,
@@ -65,14 +89,21 @@ impl Shared {
             inbox_wake: Notify::new(),
             in_memory: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            recorded: AtomicU64::new(replayed),
+            durable: watch::Sender::new(replayed),
+            durable_wanted: AtomicU64::new(0),
             resolved: watch::Sender::new(0),
             delivered: AtomicU64::new(0),
+            spool_pending: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            rejected_unreported: Mutex::new(Vec::new()),
+            replayed,
             lost: AtomicU64::new(0),
             work: Notify::new(),
             urgent: Notify::new(),
             space: Notify::new(),
-            ready: AtomicBool::new(false),
+            probe: Mutex::new(crate::readiness::ProbeState::default()),
+            spool_full: AtomicBool::new(false),
             stop: CancellationToken::new(),
             last_drop_log_ms: AtomicU64::new(0),
         })
@@ -104,6 +135,25 @@ impl Shared {
                 "AUDIT EVENTS LOST: {detail}"
             );
         }
+    }
+
+    /// Notes that the event with FIFO number `seq` was set aside.
+    pub fn note_rejected(&self, seq: u64) {
+        self.rejected_unreported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(seq);
+    }
+
+    /// Takes (reports) the set-aside events numbered up to `target`.
+    pub fn take_rejected_upto(&self, target: u64) -> u64 {
+        let mut list = self
+            .rejected_unreported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let before = list.len();
+        list.retain(|seq| *seq > target);
+        (before - list.len()) as u64
     }
 
     /// Takes every event from the inbox, oldest first.

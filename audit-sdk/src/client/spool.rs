@@ -86,6 +86,12 @@ impl Spool {
     /// Opens (or creates) the spool in `opts.dir`, validating every record after
     /// the cursor and cutting off torn or corrupt tails.
     pub fn open(opts: SpoolOptions) -> io::Result<(Self, Recovery)> {
+        if opts.segment_bytes.saturating_mul(2) > opts.max_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "spool max_bytes must be at least 2 x segment_bytes",
+            ));
+        }
         fs::create_dir_all(&opts.dir)?;
         let mut segments = BTreeMap::new();
         for entry in fs::read_dir(&opts.dir)? {
@@ -243,7 +249,9 @@ impl Spool {
                 .create_new(true)
                 .append(true)
                 .open(segment_path(&self.opts.dir, id))?;
-            if self.opts.fsync == FsyncPolicy::Always {
+            // The new file's directory entry must be durable before any fsync
+            // of its content can make a durable acknowledgement true.
+            if self.opts.fsync != FsyncPolicy::Never {
                 File::open(&self.opts.dir)?.sync_all()?;
             }
             self.segments.insert(id, 0);
@@ -617,7 +625,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut o = opts(dir.path());
         o.max_bytes = 2000;
-        o.segment_bytes = 2000;
+        o.segment_bytes = 1000;
         let (mut spool, _) = Spool::open(o).unwrap();
         let written = spool.append(&events(100)).unwrap();
         assert!(written > 0 && written < 100, "{written}");

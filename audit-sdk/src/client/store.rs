@@ -11,13 +11,19 @@ use uuid::Uuid;
 
 use crate::backlog::Backlog;
 use crate::config::AuditConfig;
-use crate::errors::{CloseReport, FlushError, RecordError, SyncError};
+use crate::errors::{CloseReport, DurableError, FlushError, RecordError, SyncError};
 use crate::event::AuditEvent;
 use crate::intake::Command;
 use crate::shared::Shared;
 use crate::spool::{Spool, SpoolOptions};
 use crate::transport::{self, Transport};
 use crate::{delivery, intake, preflight};
+
+/// Why a wait for durability ended without it.
+enum WaitError {
+    Timeout(Duration),
+    Closed,
+}
 
 /// Why a store could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +63,45 @@ pub enum StartError {
 pub struct AuditStore {
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Command>,
-    tasks: Arc<Mutex<Option<Tasks>>>,
+    life: Arc<Life>,
+}
+
+/// Shared by the handles only (not the background tasks): when the last handle
+/// goes without `close()`, its `Drop` says what is abandoned.
+#[derive(Debug)]
+struct Life {
+    shared: Arc<Shared>,
+    /// Taken by `close()`.
+    tasks: Mutex<Option<Tasks>>,
+}
+
+impl Drop for Life {
+    fn drop(&mut self) {
+        let tasks = self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if tasks.is_none() {
+            return; // closed
+        }
+        let shared = &self.shared;
+        shared.closed.store(true, Ordering::Release);
+        let in_memory = shared.in_memory.load(Ordering::Acquire) as u64;
+        let spooled = shared.spool_pending.load(Ordering::Relaxed);
+        metrics::counter!(crate::metrics::DROPPED_WITHOUT_CLOSE).increment(1);
+        tracing::warn!(
+            abandoned_in_memory = in_memory,
+            left_in_spool = spooled,
+            "every AuditStore handle was dropped without close(): events held in memory are lost (counted as dropped_without_close), spooled events wait for the next store on this spool_dir"
+        );
+        shared.lose(
+            "dropped_without_close",
+            in_memory,
+            "AuditStore dropped without close(); events held in memory abandoned",
+        );
+        shared.stop.cancel();
+    }
 }
 
 #[derive(Debug)]
@@ -99,7 +143,10 @@ impl AuditStore {
             }
             None => (Backlog::Memory(VecDeque::new()), Default::default()),
         };
-        let shared = Shared::new(config, backlog, transport);
+        let shared = Shared::new(config, backlog, transport, replayed.pending);
+        shared
+            .spool_pending
+            .store(replayed.pending, Ordering::Relaxed);
         if replayed.damaged_regions > 0 {
             shared.lose(
                 "spool_damaged",
@@ -116,10 +163,14 @@ impl AuditStore {
         if replayed.pending > 0 {
             shared.work.notify_one();
         }
+        let shared_for_life = shared.clone();
         Ok(Self {
             shared,
             tx,
-            tasks: Arc::new(Mutex::new(Some(tasks))),
+            life: Arc::new(Life {
+                shared: shared_for_life,
+                tasks: Mutex::new(Some(tasks)),
+            }),
         })
     }
 
@@ -144,8 +195,64 @@ impl AuditStore {
     }
 
     fn enqueue(&self, event: AuditEvent) -> Result<Uuid, RecordError> {
+        self.enqueue_numbered(event).map(|(id, _)| id)
+    }
+
+    /// Records an event and resolves once it is durable: written to the spool
+    /// and fsynced (group commit: concurrent callers share one fsync), or
+    /// acknowledged by DataStorage, whichever comes first. Without a
+    /// `spool_dir` only DataStorage's acknowledgement makes it durable.
+    ///
+    /// A service that must not answer its caller without an audit record
+    /// (the Gateway) answers after this returns: then a SIGKILL of the
+    /// service right after the answer loses nothing. Waits at most
+    /// `flush_timeout`; on timeout the event is still recorded (in memory).
+    pub async fn record_durable(&self, mut event: AuditEvent) -> Result<Uuid, DurableError> {
+        event.event_id.get_or_insert_with(Uuid::now_v7);
+        event.validate().map_err(RecordError::from)?;
+        let (event_id, number) = self.enqueue_numbered(event)?;
+        self.wait_durable(number, self.shared.config.flush_timeout)
+            .await
+            .map_err(|e| match e {
+                WaitError::Timeout(waited) => DurableError::Timeout { event_id, waited },
+                WaitError::Closed => DurableError::Closed { event_id },
+            })?;
+        Ok(event_id)
+    }
+
+    /// Waits until every event up to FIFO number `number` is durable.
+    async fn wait_durable(&self, number: u64, timeout: Duration) -> Result<(), WaitError> {
+        let shared = &self.shared;
+        let mut durable = shared.durable.subscribe();
+        let mut resolved = shared.resolved.subscribe();
+        if shared.config.spool_dir.is_some() {
+            shared.durable_wanted.fetch_max(number, Ordering::AcqRel);
+            // The intake may be asleep with the event already written.
+            shared.inbox_wake.notify_one();
+        } else {
+            shared.urgent.notify_one();
+        }
+        let done = async {
+            tokio::select! {
+                r = durable.wait_for(|d| *d >= number) => r.map(|_| ()),
+                r = resolved.wait_for(|r| *r >= number) => r.map(|_| ()),
+            }
+        };
+        match tokio::time::timeout(timeout, done).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(WaitError::Closed),
+            Err(_) => Err(WaitError::Timeout(timeout)),
+        }
+    }
+
+    fn enqueue_numbered(&self, event: AuditEvent) -> Result<(Uuid, u64), RecordError> {
         let event_id = event.event_id.expect("set by the caller");
+        // `closed` is checked under the inbox lock, and `close()` sets it under
+        // the same lock: an event accepted here is in the inbox before close's
+        // command drains it, so the intake always sees it.
+        let mut inbox = self.shared.inbox.lock().unwrap_or_else(|p| p.into_inner());
         if self.shared.closed.load(Ordering::Acquire) {
+            drop(inbox);
             self.shared
                 .lose("closed", 1, "record() called after close()");
             return Err(RecordError::Closed { event_id });
@@ -153,6 +260,7 @@ impl AuditStore {
         let capacity = self.shared.config.buffer_capacity;
         if self.shared.in_memory.fetch_add(1, Ordering::AcqRel) >= capacity {
             self.shared.in_memory.fetch_sub(1, Ordering::AcqRel);
+            drop(inbox);
             self.shared.lose(
                 "buffer_full",
                 1,
@@ -160,16 +268,14 @@ impl AuditStore {
             );
             return Err(RecordError::Overflow { capacity, event_id });
         }
-        self.shared
-            .inbox
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event);
+        inbox.push(event);
+        let number = self.shared.recorded.fetch_add(1, Ordering::AcqRel) + 1;
+        drop(inbox);
         if self.shared.inbox_idle.swap(false, Ordering::AcqRel) {
             self.shared.inbox_wake.notify_one();
         }
         metrics::counter!(crate::metrics::RECORDED).increment(1);
-        Ok(event_id)
+        Ok((event_id, number))
     }
 
     /// Waits until every event recorded before this call is acknowledged by
@@ -181,21 +287,35 @@ impl AuditStore {
     /// [`flush`](Self::flush) with an explicit timeout. On timeout the error
     /// says how many of those events are still pending; they stay queued.
     pub async fn flush_timeout(&self, timeout: Duration) -> Result<(), FlushError> {
+        // One deadline covers the intake's answer too: a disk that hangs the
+        // intake must not hang the flush.
+        let deadline = tokio::time::Instant::now() + timeout;
         let (reply, answer) = oneshot::channel();
         if self.tx.send(Command::Flush(reply)).is_err() {
             return Err(FlushError::Closed {
                 pending: self.unresolved_total(),
             });
         }
-        let Ok(target) = answer.await else {
-            return Err(FlushError::Closed {
-                pending: self.unresolved_total(),
-            });
+        let target = match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(target)) => target,
+            Ok(Err(_)) => {
+                return Err(FlushError::Closed {
+                    pending: self.unresolved_total(),
+                })
+            }
+            Err(_) => {
+                return Err(FlushError::Timeout {
+                    pending: self.unresolved_total(),
+                })
+            }
         };
         let mut resolved = self.shared.resolved.subscribe();
-        let waited = tokio::time::timeout(timeout, resolved.wait_for(|r| *r >= target)).await;
+        let waited = tokio::time::timeout_at(deadline, resolved.wait_for(|r| *r >= target)).await;
         match waited {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => match self.shared.take_rejected_upto(target) {
+                0 => Ok(()),
+                count => Err(FlushError::Rejected { count }),
+            },
             _ => {
                 let done = *self.shared.resolved.borrow();
                 Err(FlushError::Timeout {
@@ -206,14 +326,30 @@ impl AuditStore {
     }
 
     /// Waits until every event recorded before this call is written to the
-    /// spool and fsynced (or delivered). Lets a process that is about to exit
-    /// without `close()` know that nothing it recorded depends on memory.
+    /// spool and fsynced (or delivered), for at most `flush_timeout`. Lets a
+    /// process that is about to exit without `close()` know that nothing it
+    /// recorded depends on memory. Group-committed with concurrent
+    /// [`record_durable`](Self::record_durable) calls.
     pub async fn sync(&self) -> Result<(), SyncError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Sync(reply))
-            .map_err(|_| SyncError::Closed)?;
-        answer.await.map_err(|_| SyncError::Closed)?
+        if self.shared.config.spool_dir.is_none() {
+            return Err(SyncError::NoSpool);
+        }
+        let number = self.shared.recorded.load(Ordering::Acquire);
+        let timeout = self.shared.config.flush_timeout;
+        match self.wait_durable(number, timeout).await {
+            Ok(()) => Ok(()),
+            Err(WaitError::Closed) => Err(SyncError::Closed),
+            Err(WaitError::Timeout(_)) => {
+                let durable = *self.shared.durable.borrow();
+                let resolved = *self.shared.resolved.borrow();
+                Err(SyncError::NotWritten {
+                    pending: number.saturating_sub(durable.max(resolved)),
+                    reason: format!(
+                        "not confirmed on disk within {timeout:?} (spool full or disk failing?)"
+                    ),
+                })
+            }
+        }
     }
 
     /// Stops accepting events, keeps delivering until everything is
@@ -222,28 +358,52 @@ impl AuditStore {
     /// spooled) or, without a spool, are lost (reported, counted and logged).
     /// Calling it again returns the counts as they are.
     pub async fn close(&self) -> CloseReport {
-        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let tasks = self
+            .life
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let Some(tasks) = tasks else {
             return self.report(0);
         };
-        self.shared.closed.store(true, Ordering::Release);
+        let timeout = self.shared.config.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        {
+            let _inbox = self.shared.inbox.lock().unwrap_or_else(|p| p.into_inner());
+            self.shared.closed.store(true, Ordering::Release);
+        }
         let (reply, answer) = oneshot::channel();
         let (target, unwritten) = if self.tx.send(Command::Close(reply)).is_ok() {
-            answer.await.unwrap_or((0, 0))
+            match tokio::time::timeout_at(deadline, answer).await {
+                Ok(answer) => answer.unwrap_or((0, 0)),
+                // The intake is stuck (a disk that does not answer): everything
+                // it holds is unaccounted for on disk.
+                Err(_) => {
+                    tracing::error!(
+                        ?timeout,
+                        "audit intake did not answer close() in time (disk stalled?)"
+                    );
+                    (0, self.shared.in_memory.load(Ordering::Acquire) as u64)
+                }
+            }
         } else {
             (0, 0)
         };
         let mut resolved = self.shared.resolved.subscribe();
-        let drained = tokio::time::timeout(
-            self.shared.config.shutdown_timeout,
-            resolved.wait_for(|r| *r >= target),
-        )
-        .await
-        .is_ok();
+        let drained = tokio::time::timeout_at(deadline, resolved.wait_for(|r| *r >= target))
+            .await
+            .is_ok();
         self.shared.stop.cancel();
-        let _ = tasks.delivery.await;
-        let _ = tasks.intake.await;
-        let _ = tasks.probe.await;
+        // Tasks stop at their next await; a blocking spool call in progress
+        // is not waited for past the deadline (plus a short grace).
+        let grace = deadline.max(tokio::time::Instant::now()) + Duration::from_millis(250);
+        let _ = tokio::time::timeout_at(grace, async {
+            let _ = tasks.delivery.await;
+            let _ = tasks.intake.await;
+            let _ = tasks.probe.await;
+        })
+        .await;
         let done = *self.shared.resolved.borrow();
         let mut lost_now = unwritten;
         if self.shared.config.spool_dir.is_none() {
@@ -252,7 +412,7 @@ impl AuditStore {
         if !drained || lost_now > 0 {
             tracing::warn!(
                 pending = target.saturating_sub(done),
-                timeout = ?self.shared.config.shutdown_timeout,
+                ?timeout,
                 "audit store closed before every event was delivered"
             );
         }
@@ -261,9 +421,20 @@ impl AuditStore {
             lost_now,
             "undelivered audit events held only in memory at shutdown",
         );
-        if let Some(spool) = self.shared.backlog().spool() {
-            if let Err(e) = spool.sync() {
-                tracing::error!(error = %e, "final audit spool fsync failed");
+        if self.shared.config.spool_dir.is_some() {
+            let worker = self.shared.clone();
+            let synced = tokio::task::spawn_blocking(move || {
+                if let Some(spool) = worker.backlog().spool() {
+                    if let Err(e) = spool.sync() {
+                        tracing::error!(error = %e, "final audit spool fsync failed");
+                    }
+                    worker
+                        .spool_pending
+                        .store(spool.pending(), Ordering::Relaxed);
+                }
+            });
+            if tokio::time::timeout_at(grace, synced).await.is_err() {
+                tracing::error!("final audit spool fsync did not finish in time");
             }
         }
         let report = self.report(0);
@@ -278,7 +449,7 @@ impl AuditStore {
     }
 
     fn report(&self, extra_lost: u64) -> CloseReport {
-        let spooled = self.shared.backlog().spool().map_or(0, |s| s.pending());
+        let spooled = self.shared.spool_pending.load(Ordering::Relaxed);
         CloseReport {
             delivered: self.shared.delivered.load(Ordering::Relaxed),
             spooled,
@@ -291,10 +462,24 @@ impl AuditStore {
         self.shared.in_memory.load(Ordering::Relaxed) as u64
     }
 
-    /// Whether DataStorage answered the last readiness probe or delivery.
-    /// Services gate their own `/readyz` on it.
+    /// What the service should answer on its own `/readyz`: `Down` until
+    /// DataStorage has answered once after start, then `Ready`, or `Degraded`
+    /// (still serving) while DataStorage does not answer and events still fit.
+    /// See [`Readiness`](crate::Readiness).
+    pub fn readiness(&self) -> crate::Readiness {
+        crate::readiness::evaluate(&self.shared)
+    }
+
+    /// Whether DataStorage answered the last readiness probe (and events fit):
+    /// [`readiness`](Self::readiness) is exactly `Ready`. Kept for
+    /// compatibility; services gate `/readyz` on `readiness()`.
     pub fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::Relaxed)
+        self.readiness() == crate::Readiness::Ready
+    }
+
+    /// The configuration this store runs with.
+    pub fn config(&self) -> &AuditConfig {
+        &self.shared.config
     }
 
     /// Events dropped so far (overflow, after close, shutdown without a spool).

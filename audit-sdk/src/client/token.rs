@@ -5,6 +5,7 @@
 //! expired token.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,9 @@ pub struct TokenSource {
     path: Option<PathBuf>,
     refresh: Duration,
     cached: Mutex<Option<(String, Instant)>>,
+    /// The last read failed and was logged: the next failures are not (one
+    /// ERROR per episode, not one per send).
+    failing: AtomicBool,
 }
 
 impl TokenSource {
@@ -23,6 +27,7 @@ impl TokenSource {
             path,
             refresh,
             cached: Mutex::new(None),
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -42,13 +47,18 @@ impl TokenSource {
         }
         match tokio::fs::read_to_string(path).await {
             Ok(text) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(path = %path.display(), "audit bearer token file readable again");
+                }
                 let token = text.trim().to_owned();
                 *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((token.clone(), Instant::now()));
                 Some(token)
             }
             Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot read the audit bearer token file");
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read the audit bearer token file; requests go without it (or with the last token read) until it is readable");
+                }
                 self.cached
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

@@ -125,18 +125,21 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// Starts an event of `event_type` in the flow `correlation_id`, stamped now,
-    /// with a fresh UUIDv7 and the default retention.
+    /// Starts an event of `event_type` in the flow `correlation_id` with the
+    /// default retention. Its id (a fresh UUIDv7) and timestamp are stamped by
+    /// [`AuditEventBuilder::build`], so each built event is a new event even
+    /// when one builder is cloned or reused as a template.
     pub fn builder(
         event_type: impl Into<String>,
         correlation_id: impl Into<String>,
     ) -> AuditEventBuilder {
         AuditEventBuilder {
+            timestamp: None,
             event: AuditEvent {
                 version: default_version(),
-                event_id: Some(Uuid::now_v7()),
+                event_id: None,
                 event_type: event_type.into(),
-                event_timestamp: crate::timestamp::normalize(Utc::now()),
+                event_timestamp: DateTime::<Utc>::UNIX_EPOCH,
                 event_category: String::new(),
                 event_action: String::new(),
                 event_outcome: EventOutcome::Success,
@@ -166,6 +169,8 @@ impl AuditEvent {
 #[must_use]
 pub struct AuditEventBuilder {
     event: AuditEvent,
+    /// Set by [`AuditEventBuilder::timestamp`]; otherwise `build()` stamps now.
+    timestamp: Option<DateTime<Utc>>,
 }
 
 impl AuditEventBuilder {
@@ -234,12 +239,19 @@ impl AuditEventBuilder {
     }
     /// Overrides the timestamp (normalised to UTC microseconds).
     pub fn timestamp(mut self, ts: DateTime<Utc>) -> Self {
-        self.event.event_timestamp = crate::timestamp::normalize(ts);
+        self.timestamp = Some(crate::timestamp::normalize(ts));
         self
     }
-    /// Finishes the event. Call [`AuditEvent::validate`] to check it.
+    /// Finishes the event, stamping a fresh UUIDv7 and (unless
+    /// [`timestamp`](Self::timestamp) was given) the current time. Call
+    /// [`AuditEvent::validate`] to check it.
     pub fn build(self) -> AuditEvent {
-        self.event
+        let mut event = self.event;
+        event.event_id = Some(Uuid::now_v7());
+        event.event_timestamp = self
+            .timestamp
+            .unwrap_or_else(|| crate::timestamp::normalize(Utc::now()));
+        event
     }
 }
 
@@ -273,5 +285,32 @@ impl StoredEvent {
     /// The stored event's id.
     pub fn event_id(&self) -> Uuid {
         self.event.event_id.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+
+    #[test]
+    fn a_cloned_builder_builds_events_with_their_own_ids_and_times() {
+        let template = AuditEvent::builder("gateway.signal.received", "rr-1")
+            .category("gateway")
+            .action("received")
+            .actor("service", "gateway")
+            .resource("Deployment", "ns/a");
+        let first = template.clone().build();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = template.build();
+        assert_ne!(first.event_id, second.event_id);
+        assert!(first.event_id.is_some() && second.event_id.is_some());
+        assert!(second.event_timestamp > first.event_timestamp);
+    }
+
+    #[test]
+    fn an_explicit_timestamp_is_kept() {
+        let ts = Utc::now() - chrono::Duration::minutes(5);
+        let event = AuditEvent::builder("x.y", "c").timestamp(ts).build();
+        assert_eq!(event.event_timestamp, crate::timestamp::normalize(ts));
     }
 }

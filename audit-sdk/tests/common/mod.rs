@@ -2,6 +2,9 @@
 //! and helpers to count what it stored.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod logs;
+pub mod stub;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

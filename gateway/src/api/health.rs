@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+use audit_sdk::Readiness;
+
 use super::AppState;
 use service_kit::readiness::Phase;
 
@@ -18,8 +20,14 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: 200 only while serving, DataStorage answers (the SDK's probe) and
-/// the remediation backend answers (API server up, CRD installed).
+/// Readiness: 200 while serving, the audit SDK can keep this Gateway's audit
+/// trail and the remediation backend answers (API server up, CRD installed).
+///
+/// Readiness never cascades (design.md): not Ready until DataStorage has
+/// answered once after start (a wrong `data_storage_url` stalls the rollout),
+/// then Ready while the SDK's spool has room. A later DataStorage outage is
+/// `"data_storage": "degraded"` in this body, the SDK's `audit_sdk_readiness`
+/// gauge and one log line from the SDK's probe, not a 503.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let phase = state.lifecycle.phase();
     if phase != Phase::Ready {
@@ -33,7 +41,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             Json(json!({ "status": status })),
         );
     }
-    let data_storage = state.intake.audit().store().is_ready();
+    let audit = state.intake.audit().store().readiness();
     let backend = state.intake.backend();
     let backend_check =
         match tokio::time::timeout(BACKEND_CHECK_TIMEOUT, backend.check_ready()).await {
@@ -44,10 +52,16 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 BACKEND_CHECK_TIMEOUT.as_secs()
             )),
         };
-    let ready = data_storage && backend_check.is_ok();
+    let ready = audit.is_serving() && backend_check.is_ok();
+    let (data_storage, data_storage_reason) = match &audit {
+        Readiness::Ready => ("ok", None),
+        Readiness::Degraded(reason) => ("degraded", Some(reason.clone())),
+        Readiness::Down(reason) => ("unreachable", Some(reason.clone())),
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "data_storage": if data_storage { "ok" } else { "unreachable" },
+        "data_storage": data_storage,
+        "data_storage_reason": data_storage_reason,
         "backend": backend.name(),
         "backend_status": match &backend_check { Ok(()) => "ok".to_owned(), Err(e) => e.clone() },
     });

@@ -137,6 +137,7 @@ impl Intake {
             .map_err(|e| fail(None, e))?;
         let result = self.decide(&signal, &target, &fingerprint).await;
         lock.release().await;
+        self.audit.durable().await; // audit.durable_ack: a 2xx implies a durable audit trail
         match result {
             Ok(outcome) => {
                 let counter = match outcome {

@@ -5,7 +5,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
-use super::{Ack, SendError, Transport};
+use super::{refusal, Ack, SendError, Transport};
 use crate::config::AuditConfig;
 use crate::event::AuditEvent;
 use crate::proto::{self, v1};
@@ -14,6 +14,7 @@ use crate::proto::{self, v1};
 #[derive(Debug)]
 pub struct GrpcTransport {
     client: v1::audit_ingest_client::AuditIngestClient<Channel>,
+    url: String,
 }
 
 impl GrpcTransport {
@@ -37,7 +38,10 @@ impl GrpcTransport {
         let client = v1::audit_ingest_client::AuditIngestClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(64 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024);
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            url: config.data_storage_url.clone(),
+        })
     }
 }
 
@@ -63,12 +67,20 @@ impl Transport for GrpcTransport {
                     duplicates: body.duplicates,
                 })
             }
-            Err(status) => Err(classify(&status)),
+            Err(status) => Err(classify(&status, events.len())),
         }
+    }
+
+    fn target(&self) -> String {
+        format!("{} (gRPC audit.v1.AuditIngest/StoreBatch)", self.url)
     }
 }
 
-fn classify(status: &tonic::Status) -> SendError {
+/// gRPC status → classification. `InvalidArgument` with DataStorage's
+/// validation problem in the details sets the named events aside; every other
+/// non-transient code (`Unimplemented`, `NotFound` from a mesh or a wrong port,
+/// ...) says nothing about the events and is retried.
+pub(crate) fn classify(status: &tonic::Status, batch_len: usize) -> SendError {
     let reason = format!("{:?}: {}", status.code(), status.message());
     match status.code() {
         Code::Unauthenticated => SendError::Unauthorized { reason },
@@ -78,11 +90,12 @@ fn classify(status: &tonic::Status) -> SendError {
         | Code::NotFound
         | Code::AlreadyExists
         | Code::OutOfRange
-        | Code::Unimplemented => SendError::Permanent {
-            status: http_equivalent(status.code()),
-            reason,
-            problem: proto::problem_from_status(status).map(Box::new),
-        },
+        | Code::Unimplemented => refusal(
+            http_equivalent(status.code()),
+            proto::problem_from_status(status),
+            format!("gRPC {reason}"),
+            batch_len,
+        ),
         // Unavailable, DeadlineExceeded, ResourceExhausted, Aborted, Internal,
         // Unknown, Cancelled, DataLoss: the server or the path to it is unwell.
         _ => SendError::Transient {
@@ -98,5 +111,37 @@ fn http_equivalent(code: Code) -> u16 {
         Code::AlreadyExists => 409,
         Code::Unimplemented => 501,
         _ => 400,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::{FieldError, Problem, ProblemType};
+
+    #[test]
+    fn unimplemented_and_not_found_are_misrouted_not_invalid() {
+        for code in [Code::Unimplemented, Code::NotFound, Code::InvalidArgument] {
+            let status = tonic::Status::new(code, "no such service");
+            assert!(
+                matches!(classify(&status, 3), SendError::Misrouted { .. }),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_argument_with_the_validation_problem_names_the_indexes() {
+        let problem = Problem::new(ProblemType::ValidationError, "bad")
+            .with_errors(vec![FieldError::new("retention_days", "x").at(2)]);
+        let status = tonic::Status::with_details(
+            Code::InvalidArgument,
+            "invalid",
+            serde_json::to_vec(&problem).unwrap().into(),
+        );
+        assert!(matches!(
+            classify(&status, 3),
+            SendError::Invalid { indexes, .. } if indexes == vec![2]
+        ));
     }
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use reqwest::StatusCode;
 
-use super::{parse_retry_after, Ack, SendError, Transport};
+use super::{parse_retry_after, refusal, Ack, SendError, Transport};
 use crate::api::{BatchResponse, BATCH_PATH};
 use crate::config::AuditConfig;
 use crate::event::AuditEvent;
@@ -69,7 +69,7 @@ impl Transport for HttpTransport {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         let text = response.text().await.unwrap_or_default();
         let problem = serde_json::from_str::<Problem>(&text).ok();
         let reason = problem
@@ -90,13 +90,18 @@ impl Transport for HttpTransport {
             } else if status == StatusCode::FORBIDDEN {
                 SendError::Forbidden { reason }
             } else {
-                SendError::Permanent {
-                    status: status.as_u16(),
-                    reason,
-                    problem: problem.map(Box::new),
-                }
+                refusal(
+                    status.as_u16(),
+                    problem,
+                    format!("HTTP {status} from {}: {reason}", self.url),
+                    events.len(),
+                )
             },
         )
+    }
+
+    fn target(&self) -> String {
+        self.url.clone()
     }
 }
 
