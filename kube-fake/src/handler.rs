@@ -146,6 +146,11 @@ async fn handle(
             tokio::time::sleep(d).await;
             serve(&shared, verb, target, &query, &headers, &body)
         }
+        Some(FaultAction::DelayAnswer(d)) => {
+            let r = serve(&shared, verb, target, &query, &headers, &body);
+            tokio::time::sleep(d).await;
+            r
+        }
         None => serve(&shared, verb, target, &query, &headers, &body),
     };
     lock(&shared.calls).push(Call {

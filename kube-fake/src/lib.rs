@@ -110,6 +110,9 @@ pub enum FaultAction {
     },
     /// Hold the call this long before serving it normally.
     Delay(Duration),
+    /// Serve the call (its write is applied at once), then hold the answer
+    /// this long: a client that times out never learns that it succeeded.
+    DelayAnswer(Duration),
 }
 
 /// A fault for the calls it matches (every `None` matches anything).
