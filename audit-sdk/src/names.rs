@@ -17,6 +17,21 @@ pub const DATA_STORAGE_CLIENT_ROLE: &str = "data-storage-client";
 pub const GATEWAY_SERVICE: &str = "gateway-service";
 /// ServiceAccount of the Gateway.
 pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway";
+/// Prefix of every cluster-scoped object the platform installs (ClusterRoles,
+/// ClusterRoleBindings), so none can collide with another product's.
+pub const CLUSTER_SCOPED_PREFIX: &str = "kubernaut-audit-";
+/// ClusterRole of the Gateway itself: owner `get`s, the CRD check, reviews.
+pub const GATEWAY_CLUSTER_ROLE: &str = "kubernaut-audit-gateway";
+/// ClusterRole every sender of signals is bound to (`create` on `gateway-service`).
+pub const GATEWAY_SIGNAL_SENDER_ROLE: &str = "kubernaut-audit-gateway-signal-sender";
+/// ClusterRole of DataStorage's own reviews (TokenReview, SubjectAccessReview).
+pub const DATA_STORAGE_AUTH_REVIEWER_ROLE: &str = "kubernaut-audit-data-storage-auth-reviewer";
+/// Where a caller of DataStorage mounts its projected, audience-bound token.
+pub const DATA_STORAGE_TOKEN_PATH: &str = "/var/run/secrets/kubernaut.ai/data-storage/token";
+/// Audience of tokens for DataStorage: its Service name.
+pub const DATA_STORAGE_AUDIENCE: &str = DATA_STORAGE_SERVICE;
+/// Audience of tokens for the Gateway: its Service name.
+pub const GATEWAY_AUDIENCE: &str = GATEWAY_SERVICE;
 /// Service name of PostgreSQL.
 pub const POSTGRES_SERVICE: &str = "postgresql";
 

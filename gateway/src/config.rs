@@ -286,21 +286,26 @@ impl Default for MemoryConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesConfig {
-    /// Namespace RemediationRequests and their Leases are created in.
+    /// Namespace RemediationRequests are created in.
     pub namespace: String,
-    /// How long a per-fingerprint Lease is held before another replica may take it.
-    #[serde(with = "humantime_serde")]
-    pub lease_duration: Duration,
     /// How many times a status update is retried after a 409 conflict.
     pub conflict_retries: u32,
+    /// Deadline of one Kubernetes API call (connect, send, answer).
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Retries of one API call refused as transient (429/503, timeouts),
+    /// with jittered exponential backoff; the whole call, retries included,
+    /// ends within `call_timeout × (call_retries + 1)` plus the backoff (≤ 1 s).
+    pub call_retries: u32,
 }
 
 impl Default for KubernetesConfig {
     fn default() -> Self {
         Self {
             namespace: audit_sdk::names::NAMESPACE.to_owned(),
-            lease_duration: Duration::from_secs(15),
             conflict_retries: 5,
+            call_timeout: Duration::from_secs(2),
+            call_retries: 2,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::api::{self, AppState};
 use crate::audit::GatewayAudit;
 use crate::config::{BackendKind, Config};
 use crate::domain::intake::Intake;
-use crate::remediation::kubernetes::KubernetesBackend;
+use crate::remediation::kubernetes::{client_config, KubernetesBackend};
 use crate::remediation::memory::MemoryBackend;
 use crate::remediation::RemediationBackend;
 use crate::telemetry;
@@ -147,6 +147,7 @@ pub async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Remediation
             .await
             .context("remediation.backend is kubernetes but no kubeconfig was found")?,
     };
+    let kube_config = client_config(kube_config, &config.remediation.kubernetes);
     let client = kube::Client::try_from(kube_config).context("building the Kubernetes client")?;
     Ok(Arc::new(KubernetesBackend::new(
         client,
@@ -155,7 +156,7 @@ pub async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Remediation
     )))
 }
 
-/// This replica's identity in Leases: the Pod name when known.
+/// This replica's identity in the requests it creates: the Pod name when known.
 fn holder_identity() -> String {
     std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))

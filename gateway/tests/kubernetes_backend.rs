@@ -1,13 +1,13 @@
-//! The Kubernetes backend against kube's mock service.
+//! The Kubernetes backend against `kube-fake`, a fake API server on loopback.
 //!
 //! No Kubernetes API server can run on this machine (no Docker, no kind, no
-//! apiserver binary), so every test here wires `kube::Client` to a
-//! `tower_test::mock` service and plays the API server's part: it answers each
-//! request the backend makes and records it, and the test asserts the exact
-//! requests (method, path, body). The e2e suite covers a real cluster.
+//! apiserver binary), so the backend talks, through the production client
+//! stack, to `kube-fake`, which keeps `uid`/`resourceVersion` semantics, the
+//! status subresource and 409s as the real server does (and says in its own
+//! documentation what it does not model). The e2e suite covers a real cluster.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use audit_sdk::AuditStore;
 use chrono::Utc;
@@ -16,70 +16,30 @@ use gateway::config::KubernetesConfig;
 use gateway::domain::fingerprint::Fingerprint;
 use gateway::domain::intake::{Intake, Outcome};
 use gateway::domain::signal::{parse_alertmanager, ResourceRef, Signal};
-use gateway::remediation::kubernetes::KubernetesBackend;
-use gateway::remediation::{ActiveRequest, BackendError, NewRequest, RemediationBackend};
-use http::{Request, Response};
-use kube::client::Body;
-use kube::Client;
+use gateway::remediation::kubernetes::{client_config, generation_name, KubernetesBackend};
+use gateway::remediation::{BackendError, RemediationBackend};
+use kube_fake::{FakeApiServer, Fault, FaultAction};
 use serde_json::{json, Value};
-use tower_test::mock;
 
-const NS: &str = "kubernaut-system";
 const RRS: &str = "/apis/kubernaut.ai/v1alpha1/namespaces/kubernaut-system/remediationrequests";
-const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kubernaut-system/leases";
 
-/// One request the backend sent.
-#[derive(Debug, Clone)]
-struct Call {
-    method: String,
-    path: String,
-    query: String,
-    body: Value,
-}
-
-type Log = Arc<Mutex<Vec<Call>>>;
-
-/// A client whose API server is `respond`: it gets each request and returns
-/// (status, JSON body). Every request is recorded in the returned log.
-fn fake_api(mut respond: impl FnMut(&Call) -> (u16, Value) + Send + 'static) -> (Client, Log) {
-    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let log: Log = Arc::default();
-    let recorded = log.clone();
-    tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.unwrap();
-            let call = Call {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_owned(),
-                query: parts.uri.query().unwrap_or("").to_owned(),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            };
-            let (status, answer) = respond(&call);
-            recorded.lock().unwrap().push(call);
-            send.send_response(
-                Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                    .unwrap(),
-            );
-        }
-    });
-    (Client::new(service, NS), log)
-}
-
-fn backend(client: Client) -> KubernetesBackend {
-    let config = KubernetesConfig {
-        lease_duration: Duration::from_secs(2),
+fn settings() -> KubernetesConfig {
+    KubernetesConfig {
+        call_timeout: Duration::from_millis(300),
         ..KubernetesConfig::default()
-    };
-    KubernetesBackend::new(client, &config, "gateway-0")
+    }
 }
 
-fn status(code: u16, reason: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!("{reason} (fake API server)"), "reason": reason, "code": code})
+fn backend_with(fake: &FakeApiServer, settings: &KubernetesConfig) -> KubernetesBackend {
+    let client = kube::Client::try_from(client_config(fake.config(), settings)).unwrap();
+    KubernetesBackend::new(client, settings, "gateway-0")
+}
+
+fn intake(fake: &FakeApiServer) -> Intake {
+    let audit = GatewayAudit::new(
+        AuditStore::new(audit_sdk::AuditConfig::new("http://127.0.0.1:9")).unwrap(),
+    );
+    Intake::new(Arc::new(backend_with(fake, &settings())), audit, None)
 }
 
 fn signal() -> Signal {
@@ -96,43 +56,39 @@ fn signal() -> Signal {
         .unwrap()
 }
 
-/// An RR as the API server would return it.
-fn stored_rr(
-    name: &str,
-    fp: &str,
-    resource_version: &str,
-    count: i64,
-    phase: Option<&str>,
-) -> Value {
-    let mut status = json!({"deduplication": {"firstSeenAt": "2026-11-28T05:00:00Z",
-        "lastSeenAt": "2026-11-28T05:00:00Z", "occurrenceCount": count}});
-    if let Some(p) = phase {
-        status["overallPhase"] = json!(p);
-    }
-    json!({
-        "apiVersion": "kubernaut.ai/v1alpha1", "kind": "RemediationRequest",
-        "metadata": {"name": name, "namespace": NS, "resourceVersion": resource_version,
-            "uid": format!("uid-{name}"), "creationTimestamp": "2026-11-28T05:00:00Z",
-            "labels": {"kubernaut.ai/signal-fingerprint": &fp[..63]}},
-        "spec": {"signalFingerprint": fp, "signalName": "HighMemory", "severity": "critical",
-            "signalSource": "prometheus",
-            "targetResource": {"kind": "Deployment", "name": "api", "namespace": "payments"},
-            "signalLabels": {}, "signalAnnotations": {}, "receivedTime": "2026-11-28T05:00:00Z",
-            "originalPayload": "{}"},
-        "status": status
-    })
+fn owned(api_version: &str, kind: &str, name: &str, owner: Option<(&str, &str, &str)>) -> Value {
+    let owners = match owner {
+        Some((v, k, n)) => json!([{"apiVersion": v, "kind": k, "name": n, "uid": "u",
+            "controller": true, "blockOwnerDeletion": true}]),
+        None => json!([]),
+    };
+    json!({"apiVersion": api_version, "kind": kind,
+        "metadata": {"name": name, "namespace": "payments", "ownerReferences": owners}})
 }
 
-fn list(items: Vec<Value>) -> Value {
-    json!({"apiVersion": "kubernaut.ai/v1alpha1", "kind": "RemediationRequestList",
-        "metadata": {"resourceVersion": "10"}, "items": items})
-}
-
-fn echo_with_version(call: &Call, rv: &str) -> Value {
-    let mut obj = call.body.clone();
-    obj["metadata"]["resourceVersion"] = json!(rv);
-    obj["metadata"]["uid"] = json!("uid-created");
-    obj
+fn seed_deployment_chain(fake: &FakeApiServer) {
+    fake.put(
+        "/api/v1/namespaces/payments/pods/api-7d9f8-x2x4q",
+        owned(
+            "v1",
+            "Pod",
+            "api-7d9f8-x2x4q",
+            Some(("apps/v1", "ReplicaSet", "api-7d9f8")),
+        ),
+    );
+    fake.put(
+        "/apis/apps/v1/namespaces/payments/replicasets/api-7d9f8",
+        owned(
+            "apps/v1",
+            "ReplicaSet",
+            "api-7d9f8",
+            Some(("apps/v1", "Deployment", "api")),
+        ),
+    );
+    fake.put(
+        "/apis/apps/v1/namespaces/payments/deployments/api",
+        owned("apps/v1", "Deployment", "api", None),
+    );
 }
 
 fn deployment_fingerprint() -> Fingerprint {
@@ -142,402 +98,317 @@ fn deployment_fingerprint() -> Fingerprint {
     )
 }
 
-// No API server can run here: kube's mock service plays its part.
+fn writes(fake: &FakeApiServer) -> usize {
+    ["create", "update", "patch", "delete"]
+        .iter()
+        .map(|v| fake.count(v, None))
+        .sum()
+}
+
 #[tokio::test]
-async fn owners_are_followed_from_a_pod_to_its_deployment() {
-    let (client, log) = fake_api(|call| {
-        let owner = |kind: &str, name: &str| {
-            json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u",
-                "controller": true, "blockOwnerDeletion": true}])
-        };
-        let object = |api_version: &str, kind: &str, name: &str, owners: Value| {
-            json!({"apiVersion": api_version, "kind": kind,
-                "metadata": {"name": name, "namespace": "payments", "ownerReferences": owners}})
-        };
-        match call.path.as_str() {
-            "/api/v1/namespaces/payments/pods/api-7d9f8-x2x4q" => (
-                200,
-                object(
-                    "v1",
-                    "Pod",
-                    "api-7d9f8-x2x4q",
-                    owner("ReplicaSet", "api-7d9f8"),
-                ),
-            ),
-            "/apis/apps/v1/namespaces/payments/replicasets/api-7d9f8" => (
-                200,
-                object(
-                    "apps/v1",
-                    "ReplicaSet",
-                    "api-7d9f8",
-                    owner("Deployment", "api"),
-                ),
-            ),
-            "/apis/apps/v1/namespaces/payments/deployments/api" => {
-                (200, object("apps/v1", "Deployment", "api", json!([])))
-            }
-            _ => (404, status(404, "NotFound")),
-        }
-    });
-    let resolved = backend(client)
-        .resolve_target(&ResourceRef::new(
-            Some("payments"),
+async fn owners_are_followed_from_a_pod_to_its_deployment_and_a_job_to_its_cronjob() {
+    let fake = FakeApiServer::start().await;
+    seed_deployment_chain(&fake);
+    fake.put(
+        "/api/v1/namespaces/payments/pods/report-29-abc",
+        owned(
+            "v1",
             "Pod",
-            "api-7d9f8-x2x4q",
-        ))
-        .await;
+            "report-29-abc",
+            Some(("batch/v1", "Job", "report-29")),
+        ),
+    );
+    fake.put(
+        "/apis/batch/v1/namespaces/payments/jobs/report-29",
+        owned(
+            "batch/v1",
+            "Job",
+            "report-29",
+            Some(("batch/v1", "CronJob", "report")),
+        ),
+    );
+    fake.put(
+        "/apis/batch/v1/namespaces/payments/cronjobs/report",
+        owned("batch/v1", "CronJob", "report", None),
+    );
+    let backend = backend_with(&fake, &settings());
+    let resolve = |kind: &'static str, name: &'static str| {
+        let backend = &backend;
+        async move {
+            backend
+                .resolve_target(&ResourceRef::new(Some("payments"), kind, name))
+                .await
+        }
+    };
     assert_eq!(
-        resolved,
+        resolve("Pod", "api-7d9f8-x2x4q").await,
         ResourceRef::new(Some("payments"), "Deployment", "api")
     );
-    let paths: Vec<String> = log.lock().unwrap().iter().map(|c| c.path.clone()).collect();
     assert_eq!(
-        paths,
-        [
-            "/api/v1/namespaces/payments/pods/api-7d9f8-x2x4q",
-            "/apis/apps/v1/namespaces/payments/replicasets/api-7d9f8",
-            "/apis/apps/v1/namespaces/payments/deployments/api",
-        ]
+        resolve("Pod", "report-29-abc").await,
+        ResourceRef::new(Some("payments"), "CronJob", "report")
+    );
+    // An unknown object resolves to itself.
+    assert_eq!(
+        resolve("Pod", "gone").await,
+        ResourceRef::new(Some("payments"), "Pod", "gone")
     );
 }
 
-// No API server can run here: kube's mock service plays its part.
 #[tokio::test]
-async fn owner_resolution_stops_after_five_hops_and_falls_back_on_errors() {
-    // Every object claims to be owned by another ReplicaSet: a cycle.
-    let (client, log) = fake_api(|call| {
-        let name = call.path.rsplit('/').next().unwrap().to_owned();
-        (
-            200,
-            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": name, "namespace": "payments", "ownerReferences": [
-                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}x"),
-                 "uid": "u", "controller": true}]}}),
-        )
-    });
-    let resolved = backend(client)
-        .resolve_target(&ResourceRef::new(Some("payments"), "ReplicaSet", "rs"))
-        .await;
-    assert_eq!(log.lock().unwrap().len(), 5);
-    assert_eq!(resolved.name, "rsxxxxx");
-
-    let (client, _) = fake_api(|_| (403, status(403, "Forbidden")));
-    let pod = ResourceRef::new(Some("payments"), "Pod", "api-0");
-    assert_eq!(backend(client).resolve_target(&pod).await, pod);
-}
-
-// No API server can run here: kube's mock service plays its part.
-#[tokio::test]
-async fn a_new_signal_takes_the_lease_creates_the_rr_initialises_its_status_and_releases() {
+async fn a_new_signal_costs_two_writes_and_a_duplicate_one_status_patch() {
+    let fake = FakeApiServer::start().await;
+    seed_deployment_chain(&fake);
+    let intake = intake(&fake);
     let fp = deployment_fingerprint();
-    let fp_text = fp.to_string();
-    let (client, log) = fake_api(
-        move |call| match (call.method.as_str(), call.path.as_str()) {
-            ("POST", LEASES) => (201, echo_with_version(call, "1")),
-            ("GET", RRS) => (200, list(vec![])),
-            ("POST", RRS) => (201, echo_with_version(call, "2")),
-            ("PATCH", p) if p.ends_with("/status") => {
-                let name = p.split('/').nth_back(1).unwrap();
-                (200, stored_rr(name, &fp_text, "3", 1, None))
-            }
-            ("DELETE", p) if p.starts_with(LEASES) => (200, status(200, "Success")),
-            // Owner lookups: the pod belongs to nothing we can see.
-            _ => (404, status(404, "NotFound")),
-        },
-    );
-    let audit = GatewayAudit::new(
-        AuditStore::new(audit_sdk::AuditConfig::new("http://127.0.0.1:9")).unwrap(),
-    );
-    let intake = Intake::new(Arc::new(backend(client)), audit, None);
     let outcome = intake.process(signal()).await.unwrap();
     let Outcome::Created { name, fingerprint } = outcome else {
         panic!("expected a created outcome, got {outcome:?}");
     };
-    let pod_fp = Fingerprint::of(
-        None,
-        &ResourceRef::new(Some("payments"), "Pod", "api-7d9f8-x2x4q"),
-    );
-    assert_eq!(fingerprint, pod_fp);
-    assert!(
-        name.starts_with(&format!("rr-{}-", pod_fp.prefix(12))),
-        "{name}"
-    );
-
-    let calls = log.lock().unwrap().clone();
-    let sequence: Vec<String> = calls
-        .iter()
-        .map(|c| format!("{} {}", c.method, c.path))
-        .collect();
-    let lease = format!("rr-lock-{}", pod_fp.prefix(40));
+    assert_eq!(fingerprint, fp);
     assert_eq!(
-        sequence,
-        [
-            "GET /api/v1/namespaces/payments/pods/api-7d9f8-x2x4q".to_owned(),
-            format!("POST {LEASES}"),
-            format!("GET {RRS}"),
-            format!("POST {RRS}"),
-            format!("PATCH {RRS}/{name}/status"),
-            format!("DELETE {LEASES}/{lease}"),
-        ]
+        name,
+        generation_name(&fp, 1),
+        "generation 1 of the fingerprint"
     );
-    // The lease names this replica and the fingerprint.
-    let lease_body = &calls[1].body;
-    assert_eq!(lease_body["metadata"]["name"], lease.as_str());
-    assert_eq!(lease_body["spec"]["holderIdentity"], "gateway-0");
-    assert_eq!(lease_body["spec"]["leaseDurationSeconds"], 2);
-    // Duplicates are looked up by the fingerprint label.
-    assert!(
-        calls[2].query.contains(&format!(
-            "labelSelector=kubernaut.ai%2Fsignal-fingerprint%3D{}",
-            pod_fp.prefix(63)
-        )),
-        "{}",
-        calls[2].query
+    assert_eq!(
+        writes(&fake),
+        2,
+        "create + status initialisation: {:?}",
+        fake.counts(None)
     );
-    // The created object.
-    let rr = &calls[3].body;
-    assert_eq!(rr["apiVersion"], "kubernaut.ai/v1alpha1");
-    assert_eq!(rr["kind"], "RemediationRequest");
-    assert_eq!(rr["metadata"]["name"], name.as_str());
-    assert_eq!(rr["metadata"]["namespace"], NS);
+    let rr = fake.get(&format!("{RRS}/{name}")).unwrap();
     assert_eq!(
         rr["metadata"]["labels"]["kubernaut.ai/signal-fingerprint"],
-        pod_fp.prefix(63)
+        fp.prefix(63)
+    );
+    assert_eq!(
+        rr["metadata"]["labels"]["kubernaut.ai/signal-generation"],
+        "1"
     );
     let spec = &rr["spec"];
-    assert_eq!(spec["signalFingerprint"], pod_fp.as_str());
+    assert_eq!(spec["signalFingerprint"], fp.as_str());
     assert_eq!(spec["signalName"], "HighMemory");
-    assert_eq!(spec["severity"], "critical");
-    assert_eq!(spec["signalSource"], "prometheus");
     assert_eq!(
         spec["targetResource"],
-        json!({"kind": "Pod", "name": "api-7d9f8-x2x4q", "namespace": "payments"})
-    );
-    assert_eq!(spec["signalLabels"]["alertname"], "HighMemory");
-    assert_eq!(
-        spec["signalAnnotations"]["summary"],
-        "api uses 95% of its memory"
+        json!({"kind": "Deployment", "name": "api", "namespace": "payments"})
     );
     assert_eq!(spec["firingTime"], "2026-11-28T05:00:00.000000Z");
-    assert!(spec["receivedTime"].is_string());
     let payload: Value = serde_json::from_str(spec["originalPayload"].as_str().unwrap()).unwrap();
     assert_eq!(payload["labels"]["pod"], "api-7d9f8-x2x4q");
-    // The status, initialised through the status subresource.
-    let dedup = &calls[4].body["status"]["deduplication"];
-    assert_eq!(dedup["occurrenceCount"], 1);
-    assert_eq!(dedup["firstSeenAt"], dedup["lastSeenAt"]);
-    // The lease is deleted only if it is still the one we created.
-    assert_eq!(calls[5].body["preconditions"]["uid"], "uid-created");
-}
+    assert_eq!(rr["status"]["deduplication"]["occurrenceCount"], 1);
 
-// No API server can run here: kube's mock service plays its part.
-#[tokio::test]
-async fn a_duplicate_increments_the_occurrence_count_through_the_status_subresource() {
-    let fp = deployment_fingerprint();
-    let fp_text = fp.to_string();
-    let name = format!("rr-{}-abcd1234", fp.prefix(12));
-    let rr_path = format!("{RRS}/{name}");
-    let status_path = format!("{rr_path}/status");
-    let (n, f) = (name.clone(), fp_text.clone());
-    let (client, log) = fake_api(
-        move |call| match (call.method.as_str(), call.path.as_str()) {
-            ("GET", RRS) => (
-                200,
-                // A completed request of the same fingerprint does not count.
-                list(vec![
-                    stored_rr("rr-old-completed", &f, "5", 7, Some("Completed")),
-                    stored_rr(&n, &f, "8", 2, Some("Processing")),
-                ]),
-            ),
-            ("GET", p) if p == rr_path => (200, stored_rr(&n, &f, "8", 2, Some("Processing"))),
-            ("PUT", p) if p == status_path => (200, echo_with_version(call, "9")),
-            _ => (404, status(404, "NotFound")),
-        },
-    );
-    let backend = backend(client);
-    let active = backend.find_active(&fp).await.unwrap().unwrap();
-    assert_eq!(
-        active,
-        ActiveRequest {
-            name: name.clone(),
-            occurrence_count: 2
-        }
-    );
-    let seen = Utc::now();
-    let count = backend.record_occurrence(&active, seen).await.unwrap();
-    assert_eq!(count, 3);
-
-    let calls = log.lock().unwrap().clone();
-    let put = calls.iter().find(|c| c.method == "PUT").unwrap();
-    assert_eq!(put.path, format!("{RRS}/{name}/status"));
-    // Optimistic concurrency: the update carries the version it was read at.
-    assert_eq!(put.body["metadata"]["resourceVersion"], "8");
-    let dedup = &put.body["status"]["deduplication"];
-    assert_eq!(dedup["occurrenceCount"], 3);
-    assert_eq!(dedup["firstSeenAt"], "2026-11-28T05:00:00Z");
-    assert_ne!(dedup["lastSeenAt"], "2026-11-28T05:00:00Z");
-    assert_eq!(put.body["status"]["overallPhase"], "Processing");
-}
-
-// No API server can run here: kube's mock service plays its part.
-#[tokio::test]
-async fn a_409_conflict_rereads_the_request_and_retries_the_update() {
-    let fp = deployment_fingerprint();
-    let name = format!("rr-{}-abcd1234", fp.prefix(12));
-    let fp_text = fp.to_string();
-    let (n, f) = (name.clone(), fp_text.clone());
-    let mut reads = 0;
-    let (client, log) = fake_api(move |call| match call.method.as_str() {
-        "GET" => {
-            reads += 1;
-            // Between our first read and write another replica counted one more.
-            let (rv, count) = if reads == 1 { ("8", 2) } else { ("9", 3) };
-            (200, stored_rr(&n, &f, rv, count, None))
-        }
-        "PUT" => {
-            if call.body["metadata"]["resourceVersion"] == "8" {
-                (409, status(409, "Conflict"))
-            } else {
-                (200, echo_with_version(call, "10"))
-            }
-        }
-        _ => (404, status(404, "NotFound")),
+    // The orchestrator writes its own status fields; a duplicate keeps them.
+    fake.modify(&format!("{RRS}/{name}"), |rr| {
+        rr["status"]["overallPhase"] = json!("Processing");
+        rr["status"]["workflowRef"] = json!({"name": "wf-1"});
     });
-    let active = ActiveRequest {
-        name: name.clone(),
-        occurrence_count: 2,
+    fake.reset_calls();
+    let outcome = intake.process(signal()).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Duplicate {
+                occurrence_count: 2,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let calls = fake.calls();
+    let patches: Vec<_> = calls.iter().filter(|c| c.verb == "patch").collect();
+    assert_eq!(writes(&fake), 1, "{:?}", fake.counts(None));
+    assert_eq!(patches[0].subresource.as_deref(), Some("status"));
+    assert_eq!(
+        patches[0].header("content-type"),
+        Some("application/merge-patch+json")
+    );
+    assert!(patches[0].query.contains("fieldManager=kubernaut-gateway"));
+    let rr = fake.get(&format!("{RRS}/{name}")).unwrap();
+    assert_eq!(rr["status"]["deduplication"]["occurrenceCount"], 2);
+    assert_eq!(rr["status"]["overallPhase"], "Processing");
+    assert_eq!(rr["status"]["workflowRef"]["name"], "wf-1");
+}
+
+#[tokio::test]
+async fn a_concurrent_status_write_is_a_conflict_reread_and_retried() {
+    let fake = FakeApiServer::start().await;
+    seed_deployment_chain(&fake);
+    let intake = intake(&fake);
+    let Outcome::Created { name, .. } = intake.process(signal()).await.unwrap() else {
+        panic!("created");
     };
-    let count = backend(client)
+    let path = format!("{RRS}/{name}");
+    // Between the lookup and the patch another writer counts one more.
+    fake.inject(
+        Fault::new(FaultAction::Delay(Duration::from_millis(50)), 1)
+            .verb("patch")
+            .resource("remediationrequests"),
+    );
+    let backend = backend_with(&fake, &settings());
+    let active = backend
+        .find_active(&deployment_fingerprint())
+        .await
+        .unwrap()
+        .unwrap();
+    fake.modify(&path, |rr| {
+        rr["status"]["deduplication"]["occurrenceCount"] = json!(5);
+    });
+    let count = backend
         .record_occurrence(&active, Utc::now())
         .await
         .unwrap();
-    assert_eq!(count, 4, "recomputed from the fresh read, not 3");
-    let calls = log.lock().unwrap().clone();
-    let methods: Vec<&str> = calls.iter().map(|c| c.method.as_str()).collect();
-    assert_eq!(methods, ["GET", "PUT", "GET", "PUT"]);
+    assert_eq!(count, 6, "recounted from the fresh object");
     assert_eq!(
-        calls[3].body["status"]["deduplication"]["occurrenceCount"],
-        4
+        fake.get(&path).unwrap()["status"]["deduplication"]["occurrenceCount"],
+        6
     );
-    assert_eq!(calls[3].body["metadata"]["resourceVersion"], "9");
+    let statuses: Vec<u16> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.verb == "patch")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses, [200, 409, 200], "init, conflict, retry");
 }
 
-// No API server can run here: kube's mock service plays its part.
 #[tokio::test]
-async fn conflicts_past_the_retry_budget_are_reported_not_swallowed() {
-    let fp = deployment_fingerprint();
-    let name = format!("rr-{}-abcd1234", fp.prefix(12));
-    let (n, f) = (name.clone(), fp.to_string());
-    let (client, log) = fake_api(move |call| match call.method.as_str() {
-        "GET" => (200, stored_rr(&n, &f, "8", 2, None)),
-        _ => (409, status(409, "Conflict")),
+async fn a_request_that_ended_after_the_lookup_is_not_counted() {
+    let fake = FakeApiServer::start().await;
+    seed_deployment_chain(&fake);
+    let intake = intake(&fake);
+    let Outcome::Created { name, .. } = intake.process(signal()).await.unwrap() else {
+        panic!("created");
+    };
+    let backend = backend_with(&fake, &settings());
+    let active = backend
+        .find_active(&deployment_fingerprint())
+        .await
+        .unwrap()
+        .unwrap();
+    fake.modify(&format!("{RRS}/{name}"), |rr| {
+        rr["status"]["overallPhase"] = json!("Completed");
     });
-    let err = backend(client)
-        .record_occurrence(
-            &ActiveRequest {
-                name,
-                occurrence_count: 2,
-            },
-            Utc::now(),
-        )
+    let e = backend
+        .record_occurrence(&active, Utc::now())
         .await
         .unwrap_err();
-    assert!(matches!(err, BackendError::Conflict(_)), "{err:?}");
-    // One attempt plus `conflict_retries` (5) retries.
-    let puts = log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| c.method == "PUT")
-        .count();
-    assert_eq!(puts, 6);
-}
-
-// No API server can run here: kube's mock service plays its part.
-#[tokio::test]
-async fn a_lease_held_by_another_replica_is_waited_for_and_an_expired_one_taken_over() {
-    let fp = deployment_fingerprint();
-    let lease_name = format!("rr-lock-{}", fp.prefix(40));
-    let held = |renew: String| {
-        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "x", "namespace": NS, "resourceVersion": "41", "uid": "other"},
-            "spec": {"holderIdentity": "gateway-1", "leaseDurationSeconds": 15,
-                     "renewTime": renew}})
-    };
-    // Expired: renewed an hour ago.
-    let stale = (Utc::now() - chrono::Duration::hours(1))
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let (client, log) = fake_api(move |call| match call.method.as_str() {
-        "POST" => (409, status(409, "AlreadyExists")),
-        "GET" => (200, held(stale.clone())),
-        "PUT" => (200, echo_with_version(call, "42")),
-        _ => (200, status(200, "Success")),
-    });
-    let lock = backend(client).lock(&fp).await.unwrap();
-    lock.release().await;
-    let calls = log.lock().unwrap().clone();
-    let sequence: Vec<String> = calls
-        .iter()
-        .map(|c| format!("{} {}", c.method, c.path))
-        .collect();
+    assert!(matches!(e, BackendError::Conflict(_)), "{e}");
+    let rr = fake.get(&format!("{RRS}/{name}")).unwrap();
     assert_eq!(
-        sequence,
-        [
-            format!("POST {LEASES}"),
-            format!("GET {LEASES}/{lease_name}"),
-            format!("PUT {LEASES}/{lease_name}"),
-            format!("DELETE {LEASES}/{lease_name}"),
-        ]
+        rr["status"]["deduplication"]["occurrenceCount"], 1,
+        "not counted on an ended request"
     );
-    assert_eq!(calls[2].body["metadata"]["resourceVersion"], "41");
-    assert_eq!(calls[2].body["spec"]["holderIdentity"], "gateway-0");
-
-    // Held and fresh: the lock is not taken before the lease could expire.
-    let fresh = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let (client, _) = fake_api(move |call| match call.method.as_str() {
-        "POST" => (409, status(409, "AlreadyExists")),
-        _ => (200, held(fresh.clone())),
-    });
-    let err = backend(client).lock(&fp).await.unwrap_err();
-    assert!(matches!(err, BackendError::LockTimeout(_)), "{err:?}");
+    // The next delivery creates generation 2.
+    let Outcome::Created { name: next, .. } = intake.process(signal()).await.unwrap() else {
+        panic!("a new request after the previous one ended");
+    };
+    assert_eq!(next, generation_name(&deployment_fingerprint(), 2));
 }
 
-// No API server can run here: kube's mock service plays its part.
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_recognised_as_created_on_its_409() {
+    let fake = FakeApiServer::start().await;
+    seed_deployment_chain(&fake);
+    // The first create is applied, but its answer comes after the deadline.
+    fake.inject(
+        Fault::new(FaultAction::DelayAnswer(Duration::from_secs(2)), 1)
+            .verb("create")
+            .resource("remediationrequests"),
+    );
+    let outcome = intake(&fake).process(signal()).await.unwrap();
+    assert!(matches!(outcome, Outcome::Created { .. }), "{outcome:?}");
+    let creates: Vec<u16> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.verb == "create")
+        .map(|c| c.status)
+        .collect();
+    assert!(
+        creates.contains(&409),
+        "the retry saw its own object: {creates:?}"
+    );
+    assert_eq!(fake.list(RRS, "").len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_with_a_long_retry_after_fails_within_the_call_budget() {
+    let fake = FakeApiServer::start().await;
+    fake.inject(
+        Fault::new(
+            FaultAction::Fail {
+                code: 429,
+                retry_after: Some(600),
+            },
+            100,
+        )
+        .verb("list"),
+    );
+    let backend = backend_with(&fake, &settings());
+    let started = Instant::now();
+    let e = backend.check_ready().await.unwrap_err();
+    assert!(matches!(e, BackendError::Unavailable(_)), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        fake.count("list", None),
+        3,
+        "one call and call_retries (2) retries"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_api_server_fails_the_call_at_its_deadline() {
+    let fake = FakeApiServer::start().await;
+    fake.set_latency(Duration::from_secs(30));
+    let backend = backend_with(&fake, &settings());
+    let started = Instant::now();
+    let e = backend
+        .find_active(&deployment_fingerprint())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackendError::Unavailable(_)), "{e}");
+    // 3 attempts of 300 ms plus jittered backoff.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn readiness_needs_the_api_server_and_the_crd() {
-    let (client, log) = fake_api(|_| (200, list(vec![])));
-    backend(client).check_ready().await.unwrap();
-    assert_eq!(log.lock().unwrap()[0].path, RRS);
-    assert!(log.lock().unwrap()[0].query.contains("limit=1"));
-
-    let (client, _) = fake_api(|_| (404, status(404, "NotFound")));
-    let err = backend(client).check_ready().await.unwrap_err();
+    let fake = FakeApiServer::start().await;
+    let backend = backend_with(&fake, &settings());
+    backend.check_ready().await.unwrap();
+    fake.hide("remediationrequests");
+    let e = backend.check_ready().await.unwrap_err();
     assert!(
-        err.to_string()
+        e.to_string()
             .contains("deploy/crds/remediationrequest.yaml"),
-        "{err}"
+        "{e}"
     );
-
-    let (client, _) = fake_api(|_| (503, status(503, "ServiceUnavailable")));
-    let err = backend(client).check_ready().await.unwrap_err();
-    assert!(matches!(err, BackendError::Unavailable(_)), "{err:?}");
 }
 
-// No API server can run here: kube's mock service plays its part.
 #[tokio::test]
 async fn a_refused_create_is_a_failure_with_its_code() {
-    let (client, _) = fake_api(|call| match (call.method.as_str(), call.path.as_str()) {
-        ("POST", RRS) => (422, status(422, "Invalid")),
-        _ => (404, status(404, "NotFound")),
-    });
-    let s = signal();
-    let fp = Fingerprint::of(None, &s.target);
-    let request = NewRequest {
-        name: "rr-x".into(),
-        fingerprint: fp,
-        target: s.target.clone(),
-        signal: s,
-    };
-    let err = backend(client).create(&request).await.unwrap_err();
-    assert_eq!(err.code(), "backend_rejected");
+    let fake = FakeApiServer::start().await;
+    fake.inject(
+        Fault::new(
+            FaultAction::Fail {
+                code: 403,
+                retry_after: None,
+            },
+            1,
+        )
+        .verb("create")
+        .resource("remediationrequests"),
+    );
+    let failure = intake(&fake).process(signal()).await.unwrap_err();
+    assert_eq!(failure.error.code(), "backend_rejected");
+    assert_eq!(fake.count("create", None), 1, "a refusal is not retried");
+    assert!(fake.list(RRS, "").is_empty());
 }

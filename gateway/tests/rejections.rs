@@ -212,7 +212,10 @@ impl RemediationBackend for SlowBackend {
         tokio::time::sleep(self.delay).await;
         self.inner.find_active(fp).await
     }
-    async fn create(&self, request: &NewRequest) -> Result<(), BackendError> {
+    async fn create(
+        &self,
+        request: &NewRequest,
+    ) -> Result<gateway::remediation::Created, BackendError> {
         self.inner.create(request).await
     }
     async fn record_occurrence(

@@ -276,7 +276,7 @@ impl gateway::remediation::RemediationBackend for RefusingBackend {
     async fn create(
         &self,
         _: &gateway::remediation::NewRequest,
-    ) -> Result<(), gateway::remediation::BackendError> {
+    ) -> Result<gateway::remediation::Created, gateway::remediation::BackendError> {
         Err(gateway::remediation::BackendError::Unavailable(
             "connection refused (test)".into(),
         ))

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::audit::{GatewayAudit, Subject};
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::signal::{ResourceRef, Signal};
-use crate::remediation::{request_name, BackendError, NewRequest, RemediationBackend};
+use crate::remediation::{ActiveRequest, BackendError, Created, NewRequest, RemediationBackend};
 use crate::telemetry::names;
 
 /// What became of an accepted signal.
@@ -211,27 +211,13 @@ impl Intake {
             .await
             .map_err(|e| (None, e))?
         {
-            let count = self
-                .backend
-                .record_occurrence(&active, signal.received_time)
-                .await
-                .map_err(|e| (Some(active.name.clone()), e))?;
-            self.audit.deduplicated(
-                Subject {
-                    signal,
-                    target,
-                    fingerprint,
-                    request: &active.name,
-                },
-                count,
-            );
-            return Ok(Outcome::Duplicate {
-                name: active.name,
-                fingerprint: fingerprint.clone(),
-                occurrence_count: count,
-            });
+            return self.absorb(signal, target, fingerprint, active).await;
         }
-        let name = request_name(fingerprint);
+        let name = self
+            .backend
+            .new_request_name(fingerprint)
+            .await
+            .map_err(|e| (None, e))?;
         let subject = Subject {
             signal,
             target,
@@ -246,7 +232,9 @@ impl Intake {
             signal: signal.clone(),
         };
         match self.backend.create(&request).await {
-            Ok(()) => {
+            // Another replica created it first: this signal is its duplicate.
+            Ok(Created::Existing(active)) => self.absorb(signal, target, fingerprint, active).await,
+            Ok(Created::New) => {
                 self.audit.created(subject, received);
                 Ok(Outcome::Created {
                     name,
@@ -260,5 +248,34 @@ impl Intake {
                 Err((Some(name), e))
             }
         }
+    }
+
+    /// Counts `signal` on `active`.
+    async fn absorb(
+        &self,
+        signal: &Signal,
+        target: &ResourceRef,
+        fingerprint: &Fingerprint,
+        active: ActiveRequest,
+    ) -> Result<Outcome, (Option<String>, BackendError)> {
+        let count = self
+            .backend
+            .record_occurrence(&active, signal.received_time)
+            .await
+            .map_err(|e| (Some(active.name.clone()), e))?;
+        self.audit.deduplicated(
+            Subject {
+                signal,
+                target,
+                fingerprint,
+                request: &active.name,
+            },
+            count,
+        );
+        Ok(Outcome::Duplicate {
+            name: active.name,
+            fingerprint: fingerprint.clone(),
+            occurrence_count: count,
+        })
     }
 }

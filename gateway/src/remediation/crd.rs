@@ -13,6 +13,15 @@ use serde::{Deserialize, Serialize};
 /// limited to 63), for listing candidates; the full value is in the spec.
 pub const FINGERPRINT_LABEL: &str = "kubernaut.ai/signal-fingerprint";
 
+/// Label carrying the request's generation among its fingerprint's requests
+/// (1, 2, …): the next request of a fingerprint is named after generation
+/// max + 1, so racing replicas collide on the name.
+pub const GENERATION_LABEL: &str = "kubernaut.ai/signal-generation";
+
+/// Annotation naming the replica and signal that created the request, so a
+/// create retried after a lost answer recognises its own object.
+pub const CREATED_BY_ANNOTATION: &str = "kubernaut.ai/created-by";
+
 /// Phases after which a request no longer absorbs duplicates.
 pub const TERMINAL_PHASES: &[&str] = &["Completed", "Failed", "TimedOut", "Skipped", "Cancelled"];
 

@@ -1,53 +1,72 @@
 //! RemediationRequests as custom resources, through the Kubernetes API (kube-rs).
 //!
 //! - Owners: a Pod's controller chain is followed through `ownerReferences`
-//!   (Pod → ReplicaSet → Deployment), at most [`MAX_OWNER_DEPTH`] hops, so every
-//!   Pod of a workload shares one fingerprint.
-//! - Replicas: a per-fingerprint `coordination.k8s.io` Lease serialises the
-//!   find-then-create decision across Gateway replicas; an abandoned Lease
-//!   expires after `lease_duration`.
-//! - Duplicates: `status.deduplication` is updated with the object's
-//!   `resourceVersion` (optimistic concurrency) and retried on 409 Conflict.
+//!   (Pod → ReplicaSet → Deployment, Job → CronJob), at most
+//!   [`MAX_OWNER_DEPTH`] hops, so every Pod of a workload shares one fingerprint.
+//! - Replicas: **no lock object.** The request a new signal creates is named
+//!   after its fingerprint and *generation* (1 + the highest generation of the
+//!   fingerprint's requests, kept in the [`GENERATION_LABEL`]), so two replicas
+//!   deciding at once create the same name and the API server lets exactly one
+//!   win: the other gets 409 AlreadyExists and counts its signal on the
+//!   winner's request ([`Created::Existing`]). A per-fingerprint Lease
+//!   (the previous design) cannot give that: a holder slower than the lease
+//!   loses it without knowing, so fencing needs the create's own atomicity
+//!   anyway, and it cost two extra writes per signal and a polling loop per
+//!   waiting signal. A stalled replica here only delays its own answer.
+//! - Duplicates: only `status.deduplication` is written, by a JSON merge patch
+//!   on the status subresource carrying the `resourceVersion` the count was
+//!   read at; on 409 Conflict the request is read again, checked to be still
+//!   active, and the patch retried. Other controllers' status fields are never
+//!   touched.
+//! - Every call has a deadline and a bounded retry budget ([`super::api_calls`]).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
-    PatchParams, PostParams, Preconditions,
+    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::{Api, Client};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
+pub use super::api_calls::client_config;
+use super::api_calls::{CallPolicy, Retry};
 use super::crd::{
-    DeduplicationStatus, RemediationRequest, RemediationRequestSpec, RemediationRequestStatus,
-    TargetResource, FINGERPRINT_LABEL,
+    RemediationRequest, RemediationRequestSpec, TargetResource, CREATED_BY_ANNOTATION,
+    FINGERPRINT_LABEL, GENERATION_LABEL,
 };
+use super::stripes::Stripes;
 use super::{
-    request_labels, ActiveRequest, BackendError, HeldLock, NewRequest, RemediationBackend,
+    request_labels, ActiveRequest, BackendError, Created, HeldLock, NewRequest, RemediationBackend,
 };
 use crate::config::KubernetesConfig;
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::signal::ResourceRef;
 
+const POST: PostParams = PostParams {
+    dry_run: false,
+    field_manager: None,
+};
+
+/// Field manager of every write (shown in `managedFields`).
+pub const FIELD_MANAGER: &str = "kubernaut-gateway";
+
 /// Most `ownerReferences` hops followed from a signal's target.
 pub const MAX_OWNER_DEPTH: usize = 5;
 
-/// Pause between attempts to take a Lease another replica holds.
-const LEASE_RETRY: Duration = Duration::from_millis(50);
-
 /// The Kubernetes backend.
-#[derive(Clone)]
 pub struct KubernetesBackend {
     client: Client,
     namespace: String,
     holder: String,
-    lease_duration: Duration,
     conflict_retries: u32,
+    calls: CallPolicy,
+    stripes: Stripes,
+    /// Next generation per fingerprint, as the last lookup under its lock saw it.
+    next_generation: Mutex<HashMap<Fingerprint, u64>>,
 }
 
 impl std::fmt::Debug for KubernetesBackend {
@@ -59,16 +78,47 @@ impl std::fmt::Debug for KubernetesBackend {
     }
 }
 
+/// The name of generation `generation` of `fingerprint`'s requests:
+/// `rr-<fp[:12]>-<8 hex of SHA-256(fp:generation)>`.
+pub fn generation_name(fingerprint: &Fingerprint, generation: u64) -> String {
+    let digest = Sha256::digest(format!("{fingerprint}:{generation}").as_bytes());
+    format!(
+        "rr-{}-{}",
+        fingerprint.prefix(12),
+        &hex::encode(digest)[..8]
+    )
+}
+
+fn generation_of(rr: &RemediationRequest) -> u64 {
+    rr.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(GENERATION_LABEL))
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0)
+}
+
+fn active_of(rr: &RemediationRequest) -> ActiveRequest {
+    ActiveRequest {
+        name: rr.metadata.name.clone().unwrap_or_default(),
+        occurrence_count: rr.occurrence_count(),
+        version: rr.metadata.resource_version.clone(),
+    }
+}
+
 impl KubernetesBackend {
     /// A backend creating RemediationRequests in `config.namespace`; `holder`
-    /// identifies this replica in Leases (the Pod name).
+    /// identifies this replica (the Pod name) in the requests it creates.
+    /// Build `client` from [`client_config`].
     pub fn new(client: Client, config: &KubernetesConfig, holder: impl Into<String>) -> Self {
         Self {
             client,
             namespace: config.namespace.clone(),
             holder: holder.into(),
-            lease_duration: config.lease_duration,
             conflict_retries: config.conflict_retries,
+            calls: CallPolicy::new(config),
+            stripes: Stripes::default(),
+            next_generation: Mutex::default(),
         }
     }
 
@@ -76,27 +126,56 @@ impl KubernetesBackend {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    fn leases(&self) -> Api<Lease> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+    /// Every request of `fingerprint`: the active one (the oldest, should
+    /// there ever be two) and the next generation.
+    async fn lookup(
+        &self,
+        fingerprint: &Fingerprint,
+    ) -> Result<(Option<ActiveRequest>, u64), BackendError> {
+        let selector = format!("{FINGERPRINT_LABEL}={}", fingerprint.prefix(63));
+        let api = self.requests();
+        let params = ListParams::default().labels(&selector);
+        let list = self
+            .calls
+            .run(Retry::Always, || api.list(&params))
+            .await
+            .map_err(|e| e.into_backend("listing RemediationRequests"))?;
+        let mine: Vec<RemediationRequest> = list
+            .items
+            .into_iter()
+            .filter(|rr| rr.spec.signal_fingerprint == fingerprint.as_str())
+            .collect();
+        let next = mine.iter().map(generation_of).max().unwrap_or(0) + 1;
+        let mut active: Vec<&RemediationRequest> =
+            mine.iter().filter(|rr| rr.is_active()).collect();
+        active.sort_by(|a, b| {
+            a.metadata
+                .creation_timestamp
+                .cmp(&b.metadata.creation_timestamp)
+        });
+        Ok((active.first().map(|rr| active_of(rr)), next))
     }
 
-    fn new_lease(&self, name: &str, resource_version: Option<String>) -> Lease {
-        let now = MicroTime(Timestamp::now());
-        Lease {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                namespace: Some(self.namespace.clone()),
-                resource_version,
-                ..ObjectMeta::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(self.holder.clone()),
-                lease_duration_seconds: Some(self.lease_duration.as_secs().max(1) as i32),
-                acquire_time: Some(now.clone()),
-                renew_time: Some(now),
-                ..LeaseSpec::default()
-            }),
-        }
+    /// Reads `name` fresh.
+    async fn read(&self, name: &str) -> Result<Option<RemediationRequest>, BackendError> {
+        let api = self.requests();
+        self.calls
+            .run(Retry::Always, || api.get_opt(name))
+            .await
+            .map_err(|e| e.into_backend("reading RemediationRequest"))
+    }
+
+    fn creation_token(&self, request: &NewRequest) -> String {
+        // Same for every attempt of this create, distinct between signals.
+        format!(
+            "{}/{}",
+            self.holder,
+            request
+                .signal
+                .received_time
+                .timestamp_nanos_opt()
+                .unwrap_or(0)
+        )
     }
 }
 
@@ -118,47 +197,8 @@ fn api_resource(api_version: Option<&str>, kind: &str) -> Option<ApiResource> {
     )))
 }
 
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
-
-/// Maps an API error: server-side and transport trouble is transient, a refusal is not.
-fn classify(what: &str, e: kube::Error) -> BackendError {
-    match &e {
-        kube::Error::Api(s) if s.code >= 500 || s.code == 429 => {
-            BackendError::Unavailable(format!("{what}: {e}"))
-        }
-        kube::Error::Api(_) => BackendError::Rejected(format!("{what}: {e}")),
-        _ => BackendError::Unavailable(format!("{what}: {e}")),
-    }
-}
-
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// A held Lease, deleted on release (only if it is still ours: uid precondition).
-#[derive(Debug)]
-struct LeaseGuard {
-    api: Api<Lease>,
-    name: String,
-    uid: Option<String>,
-}
-
-#[async_trait]
-impl HeldLock for LeaseGuard {
-    async fn release(self: Box<Self>) {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: self.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        if let Err(e) = self.api.delete(&self.name, &params).await {
-            tracing::warn!(lease = %self.name, error = %e, "cannot release lease; it expires on its own");
-        }
-    }
 }
 
 #[async_trait]
@@ -179,11 +219,15 @@ impl RemediationBackend for KubernetesBackend {
             };
             let api: Api<DynamicObject> =
                 Api::namespaced_with(self.client.clone(), &namespace, &resource);
-            let object = match api.get_opt(&current.name).await {
+            let object = match self
+                .calls
+                .run(Retry::Always, || api.get_opt(&current.name))
+                .await
+            {
                 Ok(Some(object)) => object,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::debug!(target = %current, error = %e, "owner lookup failed; using the object itself");
+                    tracing::warn!(target = %current, error = ?e, "owner lookup failed; using the object itself");
                     break;
                 }
             };
@@ -201,83 +245,50 @@ impl RemediationBackend for KubernetesBackend {
     }
 
     async fn lock(&self, fingerprint: &Fingerprint) -> Result<Box<dyn HeldLock>, BackendError> {
-        let api = self.leases();
-        let name = format!("rr-lock-{}", fingerprint.prefix(40));
-        let deadline = tokio::time::Instant::now() + self.lease_duration + LEASE_RETRY;
-        loop {
-            let taken = match api
-                .create(&PostParams::default(), &self.new_lease(&name, None))
-                .await
-            {
-                Ok(lease) => Some(lease),
-                Err(e) if is_status(&e, 409) => {
-                    // Held by someone; take it over only when it has expired.
-                    match api
-                        .get_opt(&name)
-                        .await
-                        .map_err(|e| classify("reading lease", e))?
-                    {
-                        Some(existing) if lease_expired(&existing) => {
-                            let rv = existing.metadata.resource_version.clone();
-                            match api
-                                .replace(&name, &PostParams::default(), &self.new_lease(&name, rv))
-                                .await
-                            {
-                                Ok(lease) => Some(lease),
-                                Err(e) if is_status(&e, 409) => None,
-                                Err(e) => return Err(classify("taking over lease", e)),
-                            }
-                        }
-                        // Released between our create and get: try again.
-                        None => None,
-                        Some(_) => None,
-                    }
-                }
-                Err(e) => return Err(classify("creating lease", e)),
-            };
-            if let Some(lease) = taken {
-                return Ok(Box::new(LeaseGuard {
-                    api,
-                    name,
-                    uid: lease.metadata.uid,
-                }));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(BackendError::LockTimeout(fingerprint.to_string()));
-            }
-            tokio::time::sleep(LEASE_RETRY).await;
-        }
+        // In-process only: this replica does not race itself. Replicas race
+        // on the create's name (see the module documentation).
+        Ok(self.stripes.lock(fingerprint).await)
     }
 
     async fn find_active(
         &self,
         fingerprint: &Fingerprint,
     ) -> Result<Option<ActiveRequest>, BackendError> {
-        let selector = format!("{FINGERPRINT_LABEL}={}", fingerprint.prefix(63));
-        let list = self
-            .requests()
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| classify("listing RemediationRequests", e))?;
-        let mut active: Vec<RemediationRequest> = list
-            .items
-            .into_iter()
-            .filter(|rr| rr.spec.signal_fingerprint == fingerprint.as_str() && rr.is_active())
-            .collect();
-        // Should there ever be two, the oldest keeps absorbing.
-        active.sort_by(|a, b| {
-            a.metadata
-                .creation_timestamp
-                .cmp(&b.metadata.creation_timestamp)
-        });
-        Ok(active.into_iter().next().map(|rr| ActiveRequest {
-            occurrence_count: rr.occurrence_count(),
-            name: rr.metadata.name.unwrap_or_default(),
-        }))
+        let (active, next) = self.lookup(fingerprint).await?;
+        let mut memo = self
+            .next_generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if active.is_none() {
+            memo.insert(fingerprint.clone(), next);
+        } else {
+            memo.remove(fingerprint);
+        }
+        Ok(active)
     }
 
-    async fn create(&self, request: &NewRequest) -> Result<(), BackendError> {
+    async fn new_request_name(&self, fingerprint: &Fingerprint) -> Result<String, BackendError> {
+        let memo = self
+            .next_generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(fingerprint)
+            .copied();
+        let generation = match memo {
+            Some(g) => g,
+            None => self.lookup(fingerprint).await?.1,
+        };
+        Ok(generation_name(fingerprint, generation))
+    }
+
+    async fn create(&self, request: &NewRequest) -> Result<Created, BackendError> {
         let signal = &request.signal;
+        let generation = self
+            .next_generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&request.fingerprint)
+            .unwrap_or(0);
         let mut rr = RemediationRequest::new(
             &request.name,
             RemediationRequestSpec {
@@ -297,31 +308,79 @@ impl RemediationBackend for KubernetesBackend {
                 original_payload: signal.payload.to_string(),
             },
         );
+        let token = self.creation_token(request);
+        let mut labels = request_labels(&request.fingerprint);
+        labels.insert(GENERATION_LABEL.to_owned(), generation.to_string());
         rr.metadata.namespace = Some(self.namespace.clone());
-        rr.metadata.labels = Some(request_labels(&request.fingerprint));
+        rr.metadata.labels = Some(labels);
+        rr.metadata.annotations = Some([(CREATED_BY_ANNOTATION.to_owned(), token.clone())].into());
         let api = self.requests();
-        api.create(&PostParams::default(), &rr)
+        let created = match self
+            .calls
+            .run(Retry::Always, || api.create(&POST, &rr))
             .await
-            .map_err(|e| classify("creating RemediationRequest", e))?;
-        // The status subresource ignores status in the create body; a merge
-        // patch initialises it without needing the new resourceVersion.
-        let seen = rfc3339(signal.received_time);
-        let status = RemediationRequestStatus {
-            overall_phase: None,
-            deduplication: Some(DeduplicationStatus {
-                first_seen_at: seen.clone(),
-                last_seen_at: seen,
-                occurrence_count: 1,
-            }),
+        {
+            Ok(created) => created,
+            Err(e) if e.is(409) => {
+                // The name is taken: by an earlier attempt of this very create
+                // whose answer was lost (then it is ours), or by another replica.
+                let Some(existing) = self.read(&request.name).await? else {
+                    return Err(BackendError::Conflict(format!(
+                        "{} existed and vanished while being created",
+                        request.name
+                    )));
+                };
+                let ours = existing
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(CREATED_BY_ANNOTATION))
+                    == Some(&token);
+                if ours {
+                    existing
+                } else if existing.spec.signal_fingerprint == request.fingerprint.as_str()
+                    && existing.is_active()
+                {
+                    return Ok(Created::Existing(active_of(&existing)));
+                } else {
+                    // Stale view (that generation already ended): the next
+                    // delivery of the signal looks again.
+                    return Err(BackendError::Conflict(format!(
+                        "{} already exists and is no longer active",
+                        request.name
+                    )));
+                }
+            }
+            Err(e) => return Err(e.into_backend("creating RemediationRequest")),
         };
-        api.patch_status(
-            &request.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .map_err(|e| classify("initialising RemediationRequest status", e))?;
-        Ok(())
+        // The status subresource ignores status in the create body. Guarded by
+        // the create's resourceVersion: if a duplicate already counted (409),
+        // its write initialised the status and this one must not reset it.
+        let seen = rfc3339(signal.received_time);
+        let patch_params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Merge(json!({
+            "metadata": {"resourceVersion": created.metadata.resource_version},
+            "status": {"deduplication": {
+                "firstSeenAt": seen, "lastSeenAt": seen, "occurrenceCount": 1}}
+        }));
+        match self
+            .calls
+            .run(Retry::IfNotApplied, || {
+                api.patch_status(&request.name, &patch_params, &patch)
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is(409) => {}
+            Err(e) => {
+                // The request exists and counts as 1 without a status.
+                tracing::warn!(rr = %request.name, error = ?e, "cannot initialise the status; it reads as one occurrence");
+            }
+        }
+        Ok(Created::New)
     }
 
     async fn record_occurrence(
@@ -331,33 +390,48 @@ impl RemediationBackend for KubernetesBackend {
     ) -> Result<u64, BackendError> {
         let api = self.requests();
         let seen = rfc3339(seen_at);
+        let patch_params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let mut current = active.clone();
         for attempt in 0..=self.conflict_retries {
-            let mut rr = api
-                .get(&active.name)
-                .await
-                .map_err(|e| classify("reading RemediationRequest", e))?;
-            let mut status = rr.status.take().unwrap_or_default();
-            let mut dedup = status.deduplication.take().unwrap_or(DeduplicationStatus {
-                first_seen_at: rr.spec.received_time.clone(),
-                last_seen_at: rr.spec.received_time.clone(),
-                occurrence_count: 1,
-            });
-            dedup.occurrence_count += 1;
-            dedup.last_seen_at = seen.clone();
-            let count = dedup.occurrence_count as u64;
-            status.deduplication = Some(dedup);
-            rr.status = Some(status);
-            // `rr` carries the resourceVersion it was read at: a concurrent
-            // writer makes this a 409, and the count is recomputed from fresh data.
-            match api
-                .replace_status(&active.name, &PostParams::default(), &rr)
+            let count = current.occurrence_count + 1;
+            let mut dedup = json!({"lastSeenAt": seen, "occurrenceCount": count});
+            if current.occurrence_count <= 1 {
+                dedup["firstSeenAt"] = json!(seen);
+            }
+            let patch = Patch::Merge(json!({
+                "metadata": {"resourceVersion": current.version},
+                "status": {"deduplication": dedup}
+            }));
+            match self
+                .calls
+                .run(Retry::IfNotApplied, || {
+                    api.patch_status(&current.name, &patch_params, &patch)
+                })
                 .await
             {
                 Ok(_) => return Ok(count),
-                Err(e) if is_status(&e, 409) => {
-                    tracing::debug!(rr = %active.name, attempt, "status update conflict; retrying");
+                Err(e) if e.is(409) => {
+                    tracing::debug!(rr = %current.name, attempt, "status update conflict; reading it again");
                 }
-                Err(e) => return Err(classify("updating RemediationRequest status", e)),
+                Err(e) if e.is(404) => {
+                    return Err(BackendError::Conflict(format!(
+                        "{} was deleted while counting; the next delivery creates a new request",
+                        current.name
+                    )))
+                }
+                Err(e) => return Err(e.into_backend("updating RemediationRequest status")),
+            }
+            match self.read(&current.name).await? {
+                Some(rr) if rr.is_active() => current = active_of(&rr),
+                _ => {
+                    return Err(BackendError::Conflict(format!(
+                        "{} ended while counting; the next delivery creates a new request",
+                        current.name
+                    )))
+                }
             }
         }
         Err(BackendError::Conflict(active.name.clone()))
@@ -366,23 +440,16 @@ impl RemediationBackend for KubernetesBackend {
     async fn check_ready(&self) -> Result<(), BackendError> {
         // Listing one RemediationRequest proves the API server answers and the
         // CRD is installed (404 otherwise), with the RBAC the Gateway has anyway.
-        match self.requests().list(&ListParams::default().limit(1)).await {
+        let api = self.requests();
+        let params = ListParams::default().limit(1);
+        match self.calls.run(Retry::Always, || api.list(&params)).await {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Err(BackendError::Unavailable(
+            Err(e) if e.is(404) => Err(BackendError::Unavailable(
                 "the RemediationRequest CRD (remediationrequests.kubernaut.ai) is not installed; \
                  apply deploy/crds/remediationrequest.yaml"
                     .to_owned(),
             )),
-            Err(e) => Err(classify("listing RemediationRequests", e)),
+            Err(e) => Err(e.into_backend("listing RemediationRequests")),
         }
     }
-}
-
-fn lease_expired(lease: &Lease) -> bool {
-    let Some(spec) = &lease.spec else { return true };
-    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
-        return true;
-    };
-    let duration_us = i64::from(spec.lease_duration_seconds.unwrap_or(0)) * 1_000_000;
-    renewed.0.as_microsecond() + duration_us < Timestamp::now().as_microsecond()
 }

@@ -5,20 +5,15 @@
 //! `active_for` after its creation, standing in for the remediation finishing.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::OwnedMutexGuard;
 
-use super::{ActiveRequest, BackendError, HeldLock, NewRequest, RemediationBackend};
+use super::stripes::Stripes;
+use super::{ActiveRequest, BackendError, Created, HeldLock, NewRequest, RemediationBackend};
 use crate::domain::fingerprint::Fingerprint;
-
-/// Lock stripes: fingerprints share a lock when their hashes collide, which
-/// only costs concurrency, never correctness, and keeps memory bounded.
-const STRIPES: usize = 256;
 
 /// Past this many stored requests, inactive ones are forgotten, so a long run
 /// with many distinct targets keeps bounded memory.
@@ -49,7 +44,7 @@ struct Entry {
 #[derive(Debug)]
 pub struct MemoryBackend {
     active_for: Duration,
-    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
+    stripes: Stripes,
     /// Every request by name (kept after it stops being active, like the
     /// cluster keeps completed custom resources) and the active one by fingerprint.
     state: Mutex<State>,
@@ -66,9 +61,7 @@ impl MemoryBackend {
     pub fn new(active_for: Duration) -> Self {
         Self {
             active_for,
-            stripes: (0..STRIPES)
-                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
-                .collect(),
+            stripes: Stripes::default(),
             state: Mutex::new(State::default()),
         }
     }
@@ -84,20 +77,6 @@ impl MemoryBackend {
         let state = self.state.lock().expect("memory backend lock poisoned");
         state.by_name.get(name).map(|e| e.stored.clone())
     }
-
-    fn stripe(&self, fingerprint: &Fingerprint) -> Arc<tokio::sync::Mutex<()>> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        fingerprint.hash(&mut h);
-        self.stripes[(h.finish() as usize) % STRIPES].clone()
-    }
-}
-
-#[derive(Debug)]
-struct StripeGuard(#[allow(dead_code)] OwnedMutexGuard<()>);
-
-#[async_trait]
-impl HeldLock for StripeGuard {
-    async fn release(self: Box<Self>) {}
 }
 
 #[async_trait]
@@ -107,9 +86,7 @@ impl RemediationBackend for MemoryBackend {
     }
 
     async fn lock(&self, fingerprint: &Fingerprint) -> Result<Box<dyn HeldLock>, BackendError> {
-        Ok(Box::new(StripeGuard(
-            self.stripe(fingerprint).lock_owned().await,
-        )))
+        Ok(self.stripes.lock(fingerprint).await)
     }
 
     async fn find_active(
@@ -124,6 +101,7 @@ impl RemediationBackend for MemoryBackend {
             Some(e) if e.created.elapsed() < self.active_for => Ok(Some(ActiveRequest {
                 name,
                 occurrence_count: e.stored.occurrence_count,
+                version: None,
             })),
             _ => {
                 state.active.remove(fingerprint);
@@ -132,7 +110,7 @@ impl RemediationBackend for MemoryBackend {
         }
     }
 
-    async fn create(&self, request: &NewRequest) -> Result<(), BackendError> {
+    async fn create(&self, request: &NewRequest) -> Result<Created, BackendError> {
         let mut state = self.state.lock().expect("memory backend lock poisoned");
         if state.by_name.len() >= MAX_RETAINED {
             let active_for = self.active_for;
@@ -162,7 +140,7 @@ impl RemediationBackend for MemoryBackend {
                 created: Instant::now(),
             },
         );
-        Ok(())
+        Ok(Created::New)
     }
 
     async fn record_occurrence(

@@ -16,9 +16,11 @@ use rand::Rng;
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::signal::{ResourceRef, Signal};
 
+pub(crate) mod api_calls;
 pub mod crd;
 pub mod kubernetes;
 pub mod memory;
+mod stripes;
 
 /// An active (not terminal) RemediationRequest of a fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,20 @@ pub struct ActiveRequest {
     pub name: String,
     /// Signals it has absorbed so far.
     pub occurrence_count: u64,
+    /// The backend's concurrency token for it (the Kubernetes
+    /// `resourceVersion` it was seen at), when the backend has one.
+    pub version: Option<String>,
+}
+
+/// What a create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// The request was created (by this call, or by an earlier attempt of it
+    /// whose answer was lost).
+    New,
+    /// Another replica created the active request of this fingerprint first:
+    /// the signal is a duplicate of it.
+    Existing(ActiveRequest),
 }
 
 /// Everything needed to create a RemediationRequest.
@@ -91,8 +107,9 @@ pub trait RemediationBackend: Send + Sync + Debug {
         target.clone()
     }
 
-    /// Serialises every decision about `fingerprint` (across replicas, for
-    /// backends shared by replicas).
+    /// Serialises the decisions about `fingerprint` made in this process.
+    /// (Replicas are not serialised: backends shared by replicas make a racing
+    /// create collide instead, see [`Created::Existing`].)
     async fn lock(&self, fingerprint: &Fingerprint) -> Result<Box<dyn HeldLock>, BackendError>;
 
     /// The active RemediationRequest of `fingerprint`, if any.
@@ -101,8 +118,18 @@ pub trait RemediationBackend: Send + Sync + Debug {
         fingerprint: &Fingerprint,
     ) -> Result<Option<ActiveRequest>, BackendError>;
 
-    /// Creates `request` with an occurrence count of 1.
-    async fn create(&self, request: &NewRequest) -> Result<(), BackendError>;
+    /// The name a new request for `fingerprint` gets; call it under the
+    /// fingerprint's lock, after [`Self::find_active`] found none. Random by
+    /// default ([`request_name`]); the Kubernetes backend derives it from the
+    /// fingerprint's generation so that two replicas racing to create the
+    /// same request collide on the name.
+    async fn new_request_name(&self, fingerprint: &Fingerprint) -> Result<String, BackendError> {
+        Ok(request_name(fingerprint))
+    }
+
+    /// Creates `request` with an occurrence count of 1, or reports the active
+    /// request another replica created under the same name first.
+    async fn create(&self, request: &NewRequest) -> Result<Created, BackendError>;
 
     /// Counts one more occurrence on `active`; returns the new count.
     async fn record_occurrence(
