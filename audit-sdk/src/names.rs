@@ -35,10 +35,6 @@ pub const GATEWAY_AUDIENCE: &str = GATEWAY_SERVICE;
 /// Service name of PostgreSQL.
 pub const POSTGRES_SERVICE: &str = "postgresql";
 
-/// Where a caller of DataStorage finds its projected ServiceAccount token,
-/// bound to the audience [`DATA_STORAGE_SERVICE`].
-pub const DATA_STORAGE_TOKEN_PATH: &str = "/var/run/secrets/kubernaut.ai/data-storage/token";
-
 /// API port of every service (REST and gRPC).
 pub const API_PORT: u16 = 8080;
 /// Health port (`/healthz`, `/readyz`).
