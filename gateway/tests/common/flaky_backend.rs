@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gateway::domain::fingerprint::Fingerprint;
 use gateway::remediation::memory::MemoryBackend;
-use gateway::remediation::{ActiveRequest, BackendError, HeldLock, NewRequest, RemediationBackend};
+use gateway::remediation::{
+    ActiveRequest, BackendError, Created, HeldLock, NewRequest, RemediationBackend,
+};
 
 #[derive(Debug)]
 pub struct FlakyBackend {
@@ -70,13 +72,13 @@ impl RemediationBackend for FlakyBackend {
         self.inner.find_active(fp).await
     }
 
-    async fn create(&self, request: &NewRequest) -> Result<(), BackendError> {
+    async fn create(&self, request: &NewRequest) -> Result<Created, BackendError> {
         let fail = self.fail_now(&self.create_failures);
-        self.inner.create(request).await?;
+        let created = self.inner.create(request).await?;
         if fail {
             return Err(Self::unavailable());
         }
-        Ok(())
+        Ok(created)
     }
 
     async fn record_occurrence(
