@@ -2,7 +2,6 @@
 //! every audit event of every answered alert is stored, none twice.
 
 use anyhow::ensure;
-use chrono::Utc;
 
 use super::client::{unique, Stack};
 use super::load::{answered_requests, Load};
@@ -13,7 +12,7 @@ const ALERTS: usize = 2_000;
 const PER_SECOND: u32 = 400;
 
 pub async fn run(platform: &mut dyn Platform, stack: &Stack) -> anyhow::Result<()> {
-    let since = Utc::now() - chrono::Duration::seconds(5);
+    let since = stack.window_start(chrono::Duration::seconds(5)).await?;
     platform.kill(Component::DataStorage).await?;
 
     let answers = Load::start(stack, &unique("outage"), ALERTS, PER_SECOND)
