@@ -401,6 +401,33 @@ impl Platform for KindPlatform {
     async fn down(self: Box<Self>) -> anyhow::Result<()> {
         KindPlatform::down(*self).await
     }
+
+    /// What a one-node Kind control plane serves without throttling the
+    /// suite's own calls (watches, TokenRequests) alongside the Gateway's.
+    fn kube_api_budget(&self) -> Option<u32> {
+        Some(KIND_API_REQUESTS_PER_SECOND)
+    }
+
+    /// The sum of `apiserver_request_total{code="429"}` in the API server's
+    /// `/metrics`.
+    async fn api_throttled(&self) -> anyhow::Result<Option<u64>> {
+        let request = http::Request::get("/metrics").body(Vec::new())?;
+        let text = self.client.request_text(request).await?;
+        Ok(Some(throttled_requests(&text)))
+    }
+}
+
+/// Kubernetes API requests per second the Gateway may send a Kind cluster.
+pub const KIND_API_REQUESTS_PER_SECOND: u32 = 300;
+
+/// Sum of the `apiserver_request_total` samples with `code="429"`.
+pub fn throttled_requests(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("code=\"429\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }
 
 /// Deletes the cluster named in `options`, kept or not: for an explicit
