@@ -245,6 +245,30 @@ impl KindPlatform {
         })
     }
 
+    /// Keeps the logs of the Pods of `set` that are about to be deleted (a
+    /// stop, a kill, a rollout) in `<artefact_dir>/deleted-pods/`: once a Pod
+    /// is gone, neither `kubectl logs` nor the failure diagnostics can read it.
+    /// A failure to read is noted, never fatal.
+    async fn keep_logs(&self, set: &PodSet, why: &str) {
+        let dir = self.options.artefact_dir.join("deleted-pods");
+        let file = dir.join(format!(
+            "{}-{}-{why}.log",
+            set.name,
+            chrono::Utc::now().format("%H%M%S%.3f")
+        ));
+        let text = match workloads::logs(&self.client, set).await {
+            Ok(text) => text,
+            Err(e) => format!("(logs not readable before {why}: {e:#})\n"),
+        };
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, text)) {
+            eprintln!(
+                "keeping the logs of {} in {}: {e}",
+                set.describe(),
+                file.display()
+            );
+        }
+    }
+
     async fn wait_gone(&self, set: &PodSet) -> anyhow::Result<()> {
         Ok(wait::pods_gone(&self.client, set, self.options.timeouts.gone).await?)
     }
@@ -285,6 +309,7 @@ impl Platform for KindPlatform {
     async fn stop(&mut self, component: Component) -> anyhow::Result<()> {
         let set = self.pod_set(component)?;
         step(&format!("stop {}", set.describe()), async {
+            self.keep_logs(set, "stop").await;
             workloads::scale(&self.client, set, 0).await?;
             self.wait_gone(set).await
         })
@@ -301,6 +326,7 @@ impl Platform for KindPlatform {
     async fn kill(&mut self, component: Component) -> anyhow::Result<()> {
         let set = self.pod_set(component)?;
         step(&format!("kill {}", set.describe()), async {
+            self.keep_logs(set, "kill").await;
             let containers = workloads::running_containers(&self.client, set).await?;
             if containers.is_empty() {
                 anyhow::bail!("{} has no running container to kill", set.describe());
@@ -367,6 +393,7 @@ impl Platform for KindPlatform {
         };
         let t = &self.options.timeouts;
         step(&label, async {
+            self.keep_logs(set, "restart").await;
             let old = workloads::pod_uids(&self.client, set).await?;
             let restarted_at = chrono::Utc::now().to_rfc3339();
             let patch = workloads::gateway_url_patch(set, url, &restarted_at);
