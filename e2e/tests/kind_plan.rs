@@ -631,3 +631,15 @@ fn images_are_tagged_by_the_content_of_the_tree() {
         );
     }
 }
+
+#[test]
+fn api_server_429s_are_summed_from_its_metrics() {
+    let metrics = concat!(
+        "# HELP apiserver_request_total Counter of apiserver requests\n",
+        "apiserver_request_total{code=\"201\",resource=\"leases\",verb=\"POST\"} 5000\n",
+        "apiserver_request_total{code=\"429\",resource=\"leases\",verb=\"POST\"} 12\n",
+        "apiserver_request_total{code=\"429\",resource=\"remediationrequests\",verb=\"POST\"} 3\n",
+        "apiserver_request_duration_seconds_count{code=\"429\"} 99\n",
+    );
+    assert_eq!(e2e::platform::kind::throttled_requests(metrics), 15);
+}

@@ -111,8 +111,8 @@ pub trait Platform: Send + Sync {
     /// it is gone.
     async fn stop(&mut self, component: Component) -> anyhow::Result<()>;
 
-    /// Stops `component` abruptly (SIGKILL / pods deleted without grace and
-    /// scaled to zero) and returns once it is gone.
+    /// Stops `component` abruptly (SIGKILL: the process, or the container on
+    /// its Kind node) and returns once it is gone.
     async fn kill(&mut self, component: Component) -> anyhow::Result<()>;
 
     /// Starts `component` again and returns once it is ready (Gateway: live —
@@ -139,4 +139,17 @@ pub trait Platform: Send + Sync {
 
     /// Tears the stack down (the Kind cluster is kept when asked to).
     async fn down(self: Box<Self>) -> anyhow::Result<()>;
+
+    /// Kubernetes API requests per second the Gateway's remediation backend
+    /// may send this platform's control plane; `None`: no Kubernetes API (the
+    /// memory backend), load is not limited by one.
+    fn kube_api_budget(&self) -> Option<u32> {
+        None
+    }
+
+    /// Requests the API server has answered 429 (throttled) since it started;
+    /// `None`: no API server.
+    async fn api_throttled(&self) -> anyhow::Result<Option<u64>> {
+        Ok(None)
+    }
 }

@@ -171,6 +171,28 @@ impl Stack {
             .context("a signal answer without a signal result body")
     }
 
+    /// The start of a scenario's time window, on the servers' clock: the
+    /// `Date` of a DataStorage answer, minus `margin`. The host's clock may
+    /// drift from the cluster's (a Docker Desktop VM after the laptop slept),
+    /// and a window taken from it could miss every trail.
+    pub async fn window_start(&self, margin: chrono::Duration) -> anyhow::Result<DateTime<Utc>> {
+        let resp = self
+            .http
+            .get(self.data_storage("/readyz"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .context("asking DataStorage for its clock")?;
+        let date = resp
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .context("DataStorage's answer has no Date header")?;
+        let now = DateTime::parse_from_rfc2822(date)
+            .with_context(|| format!("DataStorage's Date header {date:?}"))?;
+        Ok(now.with_timezone(&Utc) - margin)
+    }
+
     /// `GET /readyz` on a health URL: the status, 0 when nothing answers.
     pub async fn readyz(&self, health: &url::Url) -> u16 {
         let url = format!("{}/readyz", health.as_str().trim_end_matches('/'));

@@ -2,7 +2,6 @@
 //! answered 2xx has its audit events stored.
 
 use anyhow::ensure;
-use chrono::Utc;
 
 use super::client::{unique, Stack};
 use super::load::{answered_requests, Load};
@@ -15,7 +14,7 @@ const PER_SECOND: u32 = 100;
 const BEFORE_STOP: usize = 150;
 
 pub async fn run(platform: &mut dyn Platform, stack: &Stack) -> anyhow::Result<()> {
-    let since = Utc::now() - chrono::Duration::seconds(5);
+    let since = stack.window_start(chrono::Duration::seconds(5)).await?;
     let mut load = Load::start(stack, &unique("shutdown"), ALERTS, PER_SECOND);
     load.wait_sent(BEFORE_STOP).await?;
     platform.stop(Component::Gateway).await?;

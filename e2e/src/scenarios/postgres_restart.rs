@@ -2,7 +2,6 @@
 //! nothing is lost (DataStorage answers 503, the SDK retries).
 
 use anyhow::ensure;
-use chrono::Utc;
 
 use super::client::{unique, Stack};
 use super::load::{answered_requests, Load};
@@ -13,7 +12,7 @@ const ALERTS: usize = 400;
 const PER_SECOND: u32 = 100;
 
 pub async fn run(platform: &mut dyn Platform, stack: &Stack) -> anyhow::Result<()> {
-    let since = Utc::now() - chrono::Duration::seconds(5);
+    let since = stack.window_start(chrono::Duration::seconds(5)).await?;
     let mut load = Load::start(stack, &unique("pgrestart"), ALERTS, PER_SECOND);
     load.wait_sent(ALERTS / 4).await?;
     platform.stop(Component::Postgres).await?;

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use anyhow::ensure;
-use chrono::Utc;
 use tokio::time::Instant;
 
 use super::client::{alert, unique, Stack};
@@ -25,7 +24,7 @@ const OUTAGE: Duration = Duration::from_secs(30);
 const INTERVAL: Duration = Duration::from_millis(100);
 
 pub async fn run(platform: &mut dyn Platform, stack: &Stack) -> anyhow::Result<()> {
-    let since = Utc::now() - chrono::Duration::seconds(5);
+    let since = stack.window_start(chrono::Duration::seconds(5)).await?;
     // Ready before: DataStorage answered once since the Gateway started.
     stack
         .wait_ready("gateway", &stack.endpoints.gateway_health, TRAIL_TIMEOUT)

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use chrono::Utc;
 
 use super::client::{eventually, unique, Stack};
 use super::TRAIL_TIMEOUT;
@@ -26,7 +25,7 @@ fn errors_naming(log: &str, host: &str) -> Vec<String> {
 }
 
 pub async fn run(platform: &mut dyn Platform, stack: &Stack) -> anyhow::Result<()> {
-    let since = Utc::now() - chrono::Duration::seconds(5);
+    let since = stack.window_start(chrono::Duration::seconds(5)).await?;
     let wrong = platform.unresolvable_data_storage_url();
     let host = url::Url::parse(&wrong)?
         .host_str()

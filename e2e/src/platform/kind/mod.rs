@@ -245,6 +245,30 @@ impl KindPlatform {
         })
     }
 
+    /// Keeps the logs of the Pods of `set` that are about to be deleted (a
+    /// stop, a kill, a rollout) in `<artefact_dir>/deleted-pods/`: once a Pod
+    /// is gone, neither `kubectl logs` nor the failure diagnostics can read it.
+    /// A failure to read is noted, never fatal.
+    async fn keep_logs(&self, set: &PodSet, why: &str) {
+        let dir = self.options.artefact_dir.join("deleted-pods");
+        let file = dir.join(format!(
+            "{}-{}-{why}.log",
+            set.name,
+            chrono::Utc::now().format("%H%M%S%.3f")
+        ));
+        let text = match workloads::logs(&self.client, set).await {
+            Ok(text) => text,
+            Err(e) => format!("(logs not readable before {why}: {e:#})\n"),
+        };
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, text)) {
+            eprintln!(
+                "keeping the logs of {} in {}: {e}",
+                set.describe(),
+                file.display()
+            );
+        }
+    }
+
     async fn wait_gone(&self, set: &PodSet) -> anyhow::Result<()> {
         Ok(wait::pods_gone(&self.client, set, self.options.timeouts.gone).await?)
     }
@@ -285,6 +309,7 @@ impl Platform for KindPlatform {
     async fn stop(&mut self, component: Component) -> anyhow::Result<()> {
         let set = self.pod_set(component)?;
         step(&format!("stop {}", set.describe()), async {
+            self.keep_logs(set, "stop").await;
             workloads::scale(&self.client, set, 0).await?;
             self.wait_gone(set).await
         })
@@ -301,6 +326,7 @@ impl Platform for KindPlatform {
     async fn kill(&mut self, component: Component) -> anyhow::Result<()> {
         let set = self.pod_set(component)?;
         step(&format!("kill {}", set.describe()), async {
+            self.keep_logs(set, "kill").await;
             let containers = workloads::running_containers(&self.client, set).await?;
             if containers.is_empty() {
                 anyhow::bail!("{} has no running container to kill", set.describe());
@@ -367,6 +393,7 @@ impl Platform for KindPlatform {
         };
         let t = &self.options.timeouts;
         step(&label, async {
+            self.keep_logs(set, "restart").await;
             let old = workloads::pod_uids(&self.client, set).await?;
             let restarted_at = chrono::Utc::now().to_rfc3339();
             let patch = workloads::gateway_url_patch(set, url, &restarted_at);
@@ -401,6 +428,33 @@ impl Platform for KindPlatform {
     async fn down(self: Box<Self>) -> anyhow::Result<()> {
         KindPlatform::down(*self).await
     }
+
+    /// What a one-node Kind control plane serves without throttling the
+    /// suite's own calls (watches, TokenRequests) alongside the Gateway's.
+    fn kube_api_budget(&self) -> Option<u32> {
+        Some(KIND_API_REQUESTS_PER_SECOND)
+    }
+
+    /// The sum of `apiserver_request_total{code="429"}` in the API server's
+    /// `/metrics`.
+    async fn api_throttled(&self) -> anyhow::Result<Option<u64>> {
+        let request = http::Request::get("/metrics").body(Vec::new())?;
+        let text = self.client.request_text(request).await?;
+        Ok(Some(throttled_requests(&text)))
+    }
+}
+
+/// Kubernetes API requests per second the Gateway may send a Kind cluster.
+pub const KIND_API_REQUESTS_PER_SECOND: u32 = 300;
+
+/// Sum of the `apiserver_request_total` samples with `code="429"`.
+pub fn throttled_requests(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("code=\"429\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }
 
 /// Deletes the cluster named in `options`, kept or not: for an explicit
