@@ -43,6 +43,7 @@ use crate::domain::query::EventQuery;
 mod config;
 mod migrations;
 pub mod partitions;
+pub mod roles;
 
 pub use config::{PostgresConfig, PASSWORD_ENV};
 pub use migrations::latest_version;
@@ -192,7 +193,14 @@ async fn prepare(pool: &Pool, config: &PostgresConfig, migrate: bool) -> Result<
         } else {
             0
         };
-        partitions::ensure(&mut client).await.map_err(classify)?;
+        if migrate || config.manage_partitions {
+            partitions::ensure(&mut client).await.map_err(classify)?;
+        }
+        if let (true, Some(role)) = (migrate, &config.serving_role) {
+            roles::grant_serving(&client, role)
+                .await
+                .map_err(classify)?;
+        }
         Ok(ran)
     };
     let backoff = ExponentialBuilder::default()
@@ -218,11 +226,13 @@ impl PostgresStore {
         let pool = pool(config)?;
         prepare(&pool, config, config.migrate_on_start).await?;
         let maintenance = CancellationToken::new();
-        tokio::spawn(maintain_partitions(
-            pool.clone(),
-            config.partition_check_interval,
-            maintenance.clone(),
-        ));
+        if config.manage_partitions {
+            tokio::spawn(maintain_partitions(
+                pool.clone(),
+                config.partition_check_interval,
+                maintenance.clone(),
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
