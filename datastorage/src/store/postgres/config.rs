@@ -48,6 +48,17 @@ pub struct PostgresConfig {
     /// crash-looping; `0s` fails at the first refusal.
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// Role the serving pods connect as. When set, `datastorage migrate` (run as
+    /// the schema owner) grants it the serving privileges after migrating (see
+    /// `store::postgres::roles`): read, append, move chain heads, legal-hold
+    /// bookkeeping; no TRUNCATE, ALTER, DROP or DELETE of events.
+    pub serving_role: Option<String>,
+    /// Create the partitions ahead from this process (at startup and every
+    /// `partition_check_interval`). Off for pods connecting as the serving role,
+    /// which may not create tables: then `datastorage migrate` (a Job, or a
+    /// CronJob at least monthly) creates them, and the default partition catches
+    /// rows of any month without one.
+    pub manage_partitions: bool,
 }
 
 impl Default for PostgresConfig {
@@ -65,6 +76,8 @@ impl Default for PostgresConfig {
             partition_check_interval: Duration::from_secs(24 * 60 * 60),
             migrate_on_start: true,
             startup_timeout: Duration::from_secs(120),
+            serving_role: None,
+            manage_partitions: true,
         }
     }
 }

@@ -37,12 +37,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
+use crate::domain::canonical::canonical_json;
 use crate::domain::chain::{ChainHasher, ChainHead};
 use crate::domain::query::EventQuery;
 
 mod config;
 mod migrations;
 pub mod partitions;
+pub mod roles;
 
 pub use config::{PostgresConfig, PASSWORD_ENV};
 pub use migrations::latest_version;
@@ -192,7 +194,14 @@ async fn prepare(pool: &Pool, config: &PostgresConfig, migrate: bool) -> Result<
         } else {
             0
         };
-        partitions::ensure(&mut client).await.map_err(classify)?;
+        if migrate || config.manage_partitions {
+            partitions::ensure(&mut client).await.map_err(classify)?;
+        }
+        if let (true, Some(role)) = (migrate, &config.serving_role) {
+            roles::grant_serving(&client, role)
+                .await
+                .map_err(classify)?;
+        }
         Ok(ran)
     };
     let backoff = ExponentialBuilder::default()
@@ -218,11 +227,13 @@ impl PostgresStore {
         let pool = pool(config)?;
         prepare(&pool, config, config.migrate_on_start).await?;
         let maintenance = CancellationToken::new();
-        tokio::spawn(maintain_partitions(
-            pool.clone(),
-            config.partition_check_interval,
-            maintenance.clone(),
-        ));
+        if config.manage_partitions {
+            tokio::spawn(maintain_partitions(
+                pool.clone(),
+                config.partition_check_interval,
+                maintenance.clone(),
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -477,6 +488,9 @@ async fn insert_batch(
     hasher: &ChainHasher,
     events: &[AuditEvent],
 ) -> Result<InsertOutcome, StoreError> {
+    // Canonical JSON is the CPU part of hashing; compute it before taking the
+    // correlation locks, so the time other batches wait for them is only I/O.
+    let canonicals: Vec<Vec<u8>> = events.iter().map(canonical_json).collect();
     let tx = client.transaction().await.map_err(classify)?;
     let mut correlations: Vec<&str> = events.iter().map(|e| e.correlation_id.as_str()).collect();
     correlations.sort_unstable();
@@ -517,7 +531,7 @@ async fn insert_batch(
                 ids.push(id);
                 dates.push(event.event_timestamp.date_naive());
             }
-            Some(&first) if same_content(event, &events[first]) => outcome.duplicates += 1,
+            Some(&first) if canonicals[index] == canonicals[first] => outcome.duplicates += 1,
             Some(_) => outcome.conflicts.push(index),
         }
     }
@@ -561,7 +575,7 @@ async fn insert_batch(
     }
 
     let mut columns = Columns::default();
-    for event in events {
+    for (event, canonical) in events.iter().zip(&canonicals) {
         let id = event.event_id.expect("ingest assigns every event an id");
         if !claimed.contains(&id) || first_with_id.remove(&id).is_none() {
             continue;
@@ -569,7 +583,7 @@ async fn insert_batch(
         let head = heads
             .entry(event.correlation_id.clone())
             .or_insert_with(|| (0, String::new()));
-        let hash = hasher.hash(&head.1, event);
+        let hash = hasher.hash_canonical(&head.1, canonical);
         let seq = head.0 + 1;
         columns.push(
             event,
