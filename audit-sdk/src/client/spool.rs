@@ -199,6 +199,17 @@ impl Spool {
         self.segments.values().sum()
     }
 
+    /// Bytes that count against `max_bytes`.
+    /// Acknowledged bytes at the head of the oldest segment are not counted:
+    /// they wait only for that segment to be deleted.
+    pub fn used_bytes(&self) -> u64 {
+        let acked = match self.segments.get(&self.acked.segment) {
+            Some(len) => self.acked.offset.min(*len),
+            None => 0,
+        };
+        self.bytes() - acked
+    }
+
     /// Events written and not yet acknowledged.
     pub fn pending(&self) -> u64 {
         self.pending
@@ -212,7 +223,7 @@ impl Spool {
     /// Appends events in order until one does not fit in `max_bytes`; returns how
     /// many were written. Fsyncs according to the policy.
     pub fn append(&mut self, events: &[AuditEvent]) -> io::Result<usize> {
-        let mut total = self.bytes();
+        let mut total = self.used_bytes();
         let mut written = 0;
         for event in events {
             let payload = serde_json::to_vec(event).map_err(io::Error::other)?;
@@ -404,11 +415,10 @@ impl Spool {
     pub fn ack_to(&mut self, to: Position, count: u64) -> io::Result<()> {
         self.pending = self.pending.saturating_sub(count);
         self.acked = to;
-        write_cursor(
-            &self.opts.dir,
-            self.acked,
-            self.opts.fsync == FsyncPolicy::Always,
-        )?;
+        // Deletion never waits on the cursor: on a full disk the cursor write
+        // fails, and deleting the delivered segments is what frees the space.
+        // A crash before the cursor is persisted only replays acknowledged
+        // events of the kept segment (DataStorage deduplicates).
         let writing = self.writer.as_ref().map(|(id, _)| *id);
         let done: Vec<u64> = self
             .segments
@@ -416,11 +426,21 @@ impl Spool {
             .map(|(id, _)| *id)
             .filter(|id| Some(*id) != writing)
             .collect();
+        let mut removed = Ok(());
         for id in done {
-            self.segments.remove(&id);
-            remove_if_exists(&segment_path(&self.opts.dir, id))?;
+            match remove_if_exists(&segment_path(&self.opts.dir, id)) {
+                Ok(()) => {
+                    self.segments.remove(&id);
+                }
+                Err(e) => removed = Err(e),
+            }
         }
-        Ok(())
+        write_cursor(
+            &self.opts.dir,
+            self.acked,
+            self.opts.fsync == FsyncPolicy::Always,
+        )?;
+        removed
     }
 
     /// Appends a poison event to the rejected file.
@@ -781,6 +801,41 @@ mod tests {
         let mut o = opts(dir.path());
         o.max_bytes = o.segment_bytes;
         assert!(Spool::open(o).is_err());
+    }
+
+    #[test]
+    fn a_failed_cursor_write_does_not_stop_segment_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+        spool.append(&events(60)).unwrap();
+        let before = spool.segments.len();
+        assert!(before > 2, "{before}");
+        assert_eq!(spool.read_batch(60).unwrap().len(), 60);
+        // A full disk: the cursor's temporary file cannot be created.
+        fs::create_dir(dir.path().join("cursor.tmp")).unwrap();
+        assert!(spool.ack(60).is_err(), "the cursor failure is reported");
+        assert_eq!(
+            spool.segments.len(),
+            1,
+            "only the segment being written is kept"
+        );
+        let on_disk = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg")
+            })
+            .count();
+        assert_eq!(on_disk, 1);
+        // Acknowledged bytes of the kept segment no longer count against max_bytes.
+        assert_eq!(spool.used_bytes(), 0);
+        drop(spool);
+        fs::remove_dir(dir.path().join("cursor.tmp")).unwrap();
+        let (_, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert!(rec.pending <= 60, "at worst a replay of the kept segment");
     }
 
     fn only_segment(dir: &Path) -> PathBuf {
