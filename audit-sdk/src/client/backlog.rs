@@ -46,16 +46,17 @@ impl Backlog {
     }
 
     /// Takes up to `max` events from the front for delivery, with the mark to
-    /// acknowledge them by.
-    pub fn take(&mut self, max: usize) -> io::Result<(Vec<AuditEvent>, Option<Position>)> {
+    /// acknowledge them by and the number of damaged records skipped on the
+    /// way (lost, but resolved with the batch so `flush()` accounting holds).
+    pub fn take(&mut self, max: usize) -> io::Result<(Vec<AuditEvent>, Option<Position>, u64)> {
         match self {
             Self::Memory(q) => {
                 let n = q.len().min(max);
-                Ok((q.drain(..n).collect(), None))
+                Ok((q.drain(..n).collect(), None, 0))
             }
             Self::Spool(s) => {
                 let batch = s.read_batch(max)?;
-                Ok((batch, Some(s.read_position())))
+                Ok((batch, Some(s.read_position()), s.take_skipped()))
             }
         }
     }

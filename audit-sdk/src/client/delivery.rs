@@ -70,9 +70,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
             }
             match take(&shared).await {
-                Ok(Some((batch, mark))) => {
-                    let count = batch.len() as u64;
-                    let first = taken + 1;
+                Ok(Some((batch, mark, skipped))) => {
+                    // Damaged records skipped on the way were lost (counted by
+                    // the spool); they resolve with this batch.
+                    let count = batch.len() as u64 + skipped;
+                    if skipped > 0 {
+                        shared.lost.fetch_add(skipped, Ordering::Relaxed);
+                    }
+                    let first = taken + 1 + skipped;
                     taken += count;
                     let task = tokio::spawn(deliver(shared.clone(), batch, first, outage.clone()));
                     in_flight.push_back(InFlight {
@@ -110,11 +115,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 }
 
 /// Takes the next batch on the blocking pool (spool reads are file I/O).
-async fn take(shared: &Arc<Shared>) -> Result<Option<(Vec<AuditEvent>, Option<Position>)>, ()> {
+type Taken = (Vec<AuditEvent>, Option<Position>, u64);
+
+async fn take(shared: &Arc<Shared>) -> Result<Option<Taken>, ()> {
     let worker = shared.clone();
     let batch_size = shared.config.batch_size;
     match tokio::task::spawn_blocking(move || worker.backlog().take(batch_size)).await {
-        Ok(Ok((batch, _))) if batch.is_empty() => Ok(None),
+        Ok(Ok((batch, _, 0))) if batch.is_empty() => Ok(None),
         Ok(Ok(taken)) => Ok(Some(taken)),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot read the audit spool");

@@ -26,11 +26,18 @@ use crate::event::AuditEvent;
 
 const HEADER: u64 = 8;
 const CURSOR_FILE: &str = "cursor";
+/// Held with an exclusive advisory lock (`flock`) by the one store using the
+/// directory; the kernel releases it when the process dies, even by SIGKILL.
+pub const LOCK_FILE: &str = "lock";
+/// Largest record payload accepted when reading: an event is at most 256 KiB
+/// of `event_data` plus bounded fields, so anything past this is damage (a
+/// flipped length byte must not make recovery allocate gigabytes).
+pub const MAX_RECORD_BYTES: u32 = 1024 * 1024;
 /// Name of the file poison events are set aside in.
 pub const REJECTED_FILE: &str = "rejected.jsonl";
 
 /// A position in the spool: where a read batch ends, for acknowledging it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Position {
     segment: u64,
     offset: u64,
@@ -64,6 +71,8 @@ pub struct Recovery {
 #[derive(Debug)]
 pub struct Spool {
     opts: SpoolOptions,
+    /// The locked lock file; `None` once released by `close()`.
+    lock: Option<File>,
     /// Every segment on disk with its valid length.
     segments: BTreeMap<u64, u64>,
     /// The segment being written, created on first append.
@@ -78,6 +87,11 @@ pub struct Spool {
     pending: u64,
     /// Events written but not yet handed to delivery.
     unread: u64,
+    /// Records found damaged while reading that were counted when written
+    /// (each one event, counted lost); taken by delivery to resolve them.
+    skipped: u64,
+    /// Damaged records found at open: never counted as pending.
+    known_damaged: std::collections::HashSet<Position>,
     dirty: bool,
     last_sync: Instant,
 }
@@ -93,6 +107,7 @@ impl Spool {
             ));
         }
         fs::create_dir_all(&opts.dir)?;
+        let lock = lock_dir(&opts.dir)?;
         let mut segments = BTreeMap::new();
         for entry in fs::read_dir(&opts.dir)? {
             let entry = entry?;
@@ -120,28 +135,42 @@ impl Spool {
             };
         }
         let mut recovery = Recovery::default();
+        let mut known_damaged = std::collections::HashSet::new();
         let ids: Vec<u64> = segments.keys().copied().collect();
         for id in ids {
             let start = if id == acked.segment { acked.offset } else { 0 };
             let path = segment_path(&opts.dir, id);
-            let (count, valid_end, damaged) = scan(&path, start)?;
-            recovery.pending += count;
-            if damaged {
+            let scanned = scan(&path, start)?;
+            recovery.pending += scanned.count;
+            recovery.damaged_regions += scanned.skipped;
+            known_damaged.extend(scanned.damaged.iter().map(|offset| Position {
+                segment: id,
+                offset: *offset,
+            }));
+            if scanned.skipped > 0 {
+                tracing::error!(
+                    segment = %path.display(),
+                    lost_events = scanned.skipped,
+                    "audit spool records failed their checksum and were skipped (one event each); the records after them are kept"
+                );
+            }
+            if scanned.end < fs::metadata(&path)?.len() {
                 recovery.damaged_regions += 1;
                 tracing::error!(
                     segment = %path.display(),
-                    offset = valid_end,
-                    "audit spool segment is damaged (torn write or corruption); events after this offset in this segment are lost"
+                    offset = scanned.end,
+                    "audit spool segment ends in a torn or unreadable tail; cut off there"
                 );
                 OpenOptions::new()
                     .write(true)
                     .open(&path)?
-                    .set_len(valid_end)?;
+                    .set_len(scanned.end)?;
             }
-            segments.insert(id, valid_end);
+            segments.insert(id, scanned.end);
         }
         let spool = Self {
             opts,
+            lock: Some(lock),
             segments,
             writer: None,
             reader: None,
@@ -149,15 +178,36 @@ impl Spool {
             acked,
             pending: recovery.pending,
             unread: recovery.pending,
+            skipped: 0,
+            known_damaged,
             dirty: false,
             last_sync: Instant::now(),
         };
         Ok((spool, recovery))
     }
 
+    /// Releases the directory lock (at `close()`: another store may take the
+    /// directory over while this handle still exists).
+    pub fn release(&mut self) {
+        self.writer = None;
+        self.reader = None;
+        self.lock = None;
+    }
+
     /// Total bytes of segments on disk.
     pub fn bytes(&self) -> u64 {
         self.segments.values().sum()
+    }
+
+    /// Bytes that count against `max_bytes`.
+    /// Acknowledged bytes at the head of the oldest segment are not counted:
+    /// they wait only for that segment to be deleted.
+    pub fn used_bytes(&self) -> u64 {
+        let acked = match self.segments.get(&self.acked.segment) {
+            Some(len) => self.acked.offset.min(*len),
+            None => 0,
+        };
+        self.bytes() - acked
     }
 
     /// Events written and not yet acknowledged.
@@ -173,7 +223,7 @@ impl Spool {
     /// Appends events in order until one does not fit in `max_bytes`; returns how
     /// many were written. Fsyncs according to the policy.
     pub fn append(&mut self, events: &[AuditEvent]) -> io::Result<usize> {
-        let mut total = self.bytes();
+        let mut total = self.used_bytes();
         let mut written = 0;
         for event in events {
             let payload = serde_json::to_vec(event).map_err(io::Error::other)?;
@@ -292,19 +342,31 @@ impl Spool {
                     _ => break,
                 }
             }
-            let reader = self.reader_at(self.read)?;
+            let at = self.read;
+            let reader = self.reader_at(at)?;
             match read_record(reader)? {
-                Some((payload, ok)) if ok => {
+                Some((payload, ok)) => {
                     self.read.offset += HEADER + payload.len() as u64;
-                    match serde_json::from_slice::<AuditEvent>(&payload) {
-                        Ok(event) => out.push(event),
-                        Err(e) => {
-                            tracing::error!(error = %e, "audit spool record is not an event; skipped")
-                        }
+                    if self.known_damaged.remove(&at) {
+                        continue; // counted at open, never pending
                     }
                     self.unread = self.unread.saturating_sub(1);
+                    let parsed = if ok {
+                        serde_json::from_slice::<AuditEvent>(&payload).map_err(|e| e.to_string())
+                    } else {
+                        Err("checksum mismatch".to_owned())
+                    };
+                    match parsed {
+                        Ok(event) => out.push(event),
+                        Err(e) => {
+                            self.skipped += 1;
+                            metrics::counter!(crate::metrics::DROPPED, "reason" => "spool_damaged")
+                                .increment(1);
+                            tracing::error!(error = %e, segment = self.read.segment, "audit spool record damaged since it was written; one event lost, the next records are kept");
+                        }
+                    }
                 }
-                _ => {
+                None => {
                     tracing::error!(
                         segment = self.read.segment,
                         offset = self.read.offset,
@@ -330,6 +392,13 @@ impl Spool {
         Ok(reader)
     }
 
+    /// Takes the count of records found damaged by reads since the last call
+    /// (written by this process, so they are numbered in the FIFO and must be
+    /// resolved as lost).
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+
     /// Where the last read ended.
     pub fn read_position(&self) -> Position {
         self.read
@@ -346,11 +415,10 @@ impl Spool {
     pub fn ack_to(&mut self, to: Position, count: u64) -> io::Result<()> {
         self.pending = self.pending.saturating_sub(count);
         self.acked = to;
-        write_cursor(
-            &self.opts.dir,
-            self.acked,
-            self.opts.fsync == FsyncPolicy::Always,
-        )?;
+        // Deletion never waits on the cursor: on a full disk the cursor write
+        // fails, and deleting the delivered segments is what frees the space.
+        // A crash before the cursor is persisted only replays acknowledged
+        // events of the kept segment (DataStorage deduplicates).
         let writing = self.writer.as_ref().map(|(id, _)| *id);
         let done: Vec<u64> = self
             .segments
@@ -358,11 +426,21 @@ impl Spool {
             .map(|(id, _)| *id)
             .filter(|id| Some(*id) != writing)
             .collect();
+        let mut removed = Ok(());
         for id in done {
-            self.segments.remove(&id);
-            remove_if_exists(&segment_path(&self.opts.dir, id))?;
+            match remove_if_exists(&segment_path(&self.opts.dir, id)) {
+                Ok(()) => {
+                    self.segments.remove(&id);
+                }
+                Err(e) => removed = Err(e),
+            }
         }
-        Ok(())
+        write_cursor(
+            &self.opts.dir,
+            self.acked,
+            self.opts.fsync == FsyncPolicy::Always,
+        )?;
+        removed
     }
 
     /// Appends a poison event to the rejected file.
@@ -434,15 +512,23 @@ fn write_cursor(dir: &Path, pos: Position, durable: bool) -> io::Result<()> {
     fs::rename(&tmp, dir.join(CURSOR_FILE))
 }
 
-/// One record: `Some((payload, checksum_ok))`, or `None` at a clean end / torn tail.
+/// One record: `Some((payload, checksum_ok))`, or `None` at a clean end, a
+/// torn tail, or a length that cannot be a record (zero, past
+/// [`MAX_RECORD_BYTES`]): without a trustworthy length nothing after it can be
+/// found, so it ends the readable part of the segment.
 fn read_record(r: &mut impl Read) -> io::Result<Option<(Vec<u8>, bool)>> {
     let mut header = [0u8; HEADER as usize];
     if !read_full(r, &mut header)? {
         return Ok(None);
     }
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    let mut payload = vec![0u8; len];
+    // Zero length: zero-filled bytes (a crash after a file grew) would
+    // otherwise pass as empty records, since the CRC-32 of "" is 0.
+    if len == 0 || len > MAX_RECORD_BYTES {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; len as usize];
     if !read_full(r, &mut payload)? {
         return Ok(None);
     }
@@ -464,22 +550,59 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Counts valid records from `start`; returns (count, end of the last valid
-/// record, whether anything after it was damaged).
-fn scan(path: &Path, start: u64) -> io::Result<(u64, u64, bool)> {
-    let len = fs::metadata(path)?.len();
+/// What a segment holds after `start`.
+struct Scanned {
+    /// Records that pass their checksum and parse.
+    count: u64,
+    /// Offsets of the skipped records.
+    damaged: Vec<u64>,
+    /// Records with a plausible length that fail their checksum or do not
+    /// parse: skipped, one event lost each.
+    skipped: u64,
+    /// End of the last readable record (torn or unreadable tail after it).
+    end: u64,
+}
+
+/// Scans the records from `start`.
+fn scan(path: &Path, start: u64) -> io::Result<Scanned> {
     let mut reader = BufReader::new(File::open(path)?);
     reader.seek(SeekFrom::Start(start))?;
-    let (mut count, mut offset) = (0, start);
-    loop {
-        match read_record(&mut reader)? {
-            Some((payload, true)) => {
-                offset += HEADER + payload.len() as u64;
-                count += 1;
-            }
-            _ => return Ok((count, offset, offset < len)),
+    let mut scanned = Scanned {
+        count: 0,
+        damaged: Vec::new(),
+        skipped: 0,
+        end: start,
+    };
+    while let Some((payload, ok)) = read_record(&mut reader)? {
+        if ok && serde_json::from_slice::<AuditEvent>(&payload).is_ok() {
+            scanned.count += 1;
+        } else {
+            scanned.skipped += 1;
+            scanned.damaged.push(scanned.end);
         }
+        scanned.end += HEADER + payload.len() as u64;
     }
+    Ok(scanned)
+}
+
+/// Takes the directory's lock file, or fails naming the conflict.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    use fs4::fs_std::FileExt;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
+    if !file.try_lock_exclusive()? {
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "spool_dir {} is in use by another audit store (another process, or an overlapping restart); each store needs its own spool_dir",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -595,29 +718,132 @@ mod tests {
     }
 
     #[test]
-    fn a_flipped_byte_fails_the_checksum() {
+    fn a_flipped_byte_in_the_first_of_three_records_loses_that_event_only() {
         let dir = tempfile::tempdir().unwrap();
+        let written = events(3);
         {
             let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
-            spool.append(&events(3)).unwrap();
+            spool.append(&written).unwrap();
         }
-        let seg = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "seg"))
-            .unwrap();
+        let seg = only_segment(dir.path());
         let mut bytes = fs::read(&seg).unwrap();
-        let last = bytes.len() - 3;
-        bytes[last] ^= 0xff;
+        bytes[HEADER as usize + 5] ^= 0x01; // inside the first payload
         fs::write(&seg, bytes).unwrap();
-        let (_, rec) = Spool::open(opts(dir.path())).unwrap();
+        let (mut spool, rec) = Spool::open(opts(dir.path())).unwrap();
         assert_eq!(
             rec,
             Recovery {
                 pending: 2,
                 damaged_regions: 1
-            }
+            },
+            "one damaged record is one lost event"
         );
+        let back = spool.read_batch(10).unwrap();
+        assert_eq!(
+            back,
+            written[1..].to_vec(),
+            "the records after it come back"
+        );
+        assert_eq!(spool.unread(), 0);
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_not_read_as_empty_records() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+            spool.append(&events(2)).unwrap();
+        }
+        let seg = only_segment(dir.path());
+        let mut bytes = fs::read(&seg).unwrap();
+        let valid = bytes.len() as u64;
+        bytes.extend_from_slice(&[0u8; 4096]); // a crash after the file grew
+        fs::write(&seg, bytes).unwrap();
+        let (mut spool, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert_eq!(rec.pending, 2);
+        assert_eq!(fs::metadata(&seg).unwrap().len(), valid, "tail cut off");
+        assert_eq!(spool.read_batch(10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_damage_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+            spool.append(&events(1)).unwrap();
+        }
+        let seg = only_segment(dir.path());
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 4]);
+        fs::write(&seg, bytes).unwrap();
+        let (_, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert_eq!(rec.pending, 1);
+    }
+
+    #[test]
+    fn a_second_spool_on_the_same_directory_is_refused_until_the_first_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut first, _) = Spool::open(opts(dir.path())).unwrap();
+        let err = Spool::open(opts(dir.path())).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            err.to_string().contains("in use by another audit store"),
+            "{err}"
+        );
+        first.release();
+        Spool::open(opts(dir.path())).unwrap();
+    }
+
+    #[test]
+    fn max_bytes_below_two_segments_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.max_bytes = o.segment_bytes;
+        assert!(Spool::open(o).is_err());
+    }
+
+    #[test]
+    fn a_failed_cursor_write_does_not_stop_segment_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+        spool.append(&events(60)).unwrap();
+        let before = spool.segments.len();
+        assert!(before > 2, "{before}");
+        assert_eq!(spool.read_batch(60).unwrap().len(), 60);
+        // A full disk: the cursor's temporary file cannot be created.
+        fs::create_dir(dir.path().join("cursor.tmp")).unwrap();
+        assert!(spool.ack(60).is_err(), "the cursor failure is reported");
+        assert_eq!(
+            spool.segments.len(),
+            1,
+            "only the segment being written is kept"
+        );
+        let on_disk = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg")
+            })
+            .count();
+        assert_eq!(on_disk, 1);
+        // Acknowledged bytes of the kept segment no longer count against max_bytes.
+        assert_eq!(spool.used_bytes(), 0);
+        drop(spool);
+        fs::remove_dir(dir.path().join("cursor.tmp")).unwrap();
+        let (_, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert!(rec.pending <= 60, "at worst a replay of the kept segment");
+    }
+
+    fn only_segment(dir: &Path) -> PathBuf {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap()
     }
 
     #[test]

@@ -431,6 +431,8 @@ impl AuditStore {
                     worker
                         .spool_pending
                         .store(spool.pending(), Ordering::Relaxed);
+                    // Another store may take the directory over from now on.
+                    spool.release();
                 }
             });
             if tokio::time::timeout_at(grace, synced).await.is_err() {
