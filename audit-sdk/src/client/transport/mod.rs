@@ -109,8 +109,11 @@ pub(crate) fn read_ca(config: &AuditConfig) -> Result<Option<Vec<u8>>, String> {
 }
 
 /// Classifies a refusal that is neither transient nor about credentials:
-/// `Invalid` only for DataStorage's validation problem whose `errors` name
-/// indexes inside the batch, `Misrouted` for everything else.
+/// `Invalid` only for DataStorage's own problems about particular events (its
+/// validation problem, and its `event-id-conflict` for an id reused with other
+/// content) whose `errors` name indexes inside the batch; `Misrouted` for
+/// everything else. A conflict can never succeed on resend, so retrying it
+/// would wedge every event behind it.
 pub(crate) fn refusal(
     status: u16,
     problem: Option<Problem>,
@@ -118,7 +121,7 @@ pub(crate) fn refusal(
     batch_len: usize,
 ) -> SendError {
     if let Some(problem) = problem {
-        if problem.is(ProblemType::ValidationError) {
+        if problem.is(ProblemType::ValidationError) || problem.is(ProblemType::Conflict) {
             let mut indexes: Vec<usize> = problem.errors.iter().filter_map(|e| e.index).collect();
             indexes.sort_unstable();
             indexes.dedup();
@@ -177,6 +180,13 @@ mod tests {
         assert!(matches!(
             refusal(400, Some(validation(&[3, 1, 3])), "r".into(), 5),
             SendError::Invalid { indexes, .. } if indexes == vec![1, 3]
+        ));
+        // An event id reused with other content: only that event is set aside.
+        let conflict = Problem::new(ProblemType::Conflict, "reused id")
+            .with_errors(vec![FieldError::new("event_id", "x").at(2)]);
+        assert!(matches!(
+            refusal(409, Some(conflict), "r".into(), 5),
+            SendError::Invalid { indexes, .. } if indexes == vec![2]
         ));
         // An index outside the batch: not an answer about these events.
         assert!(matches!(
