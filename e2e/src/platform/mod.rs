@@ -147,6 +147,13 @@ pub trait Platform: Send + Sync {
         None
     }
 
+    /// Whether requests reach a component that reports not-Ready: local
+    /// processes are reached directly; a Kubernetes Service routes only to
+    /// Ready Pods, so a Gateway that is not Ready receives nothing there.
+    fn routes_to_unready(&self) -> bool {
+        true
+    }
+
     /// Requests the API server has answered 429 (throttled) since it started;
     /// `None`: no API server.
     async fn api_throttled(&self) -> anyhow::Result<Option<u64>> {

@@ -429,6 +429,12 @@ impl Platform for KindPlatform {
         KindPlatform::down(*self).await
     }
 
+    /// `gateway-service` has no `publishNotReadyAddresses`: it routes like
+    /// production, to Ready Pods only.
+    fn routes_to_unready(&self) -> bool {
+        false
+    }
+
     /// What a one-node Kind control plane serves without throttling the
     /// suite's own calls (watches, TokenRequests) alongside the Gateway's.
     fn kube_api_budget(&self) -> Option<u32> {
