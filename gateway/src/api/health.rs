@@ -44,9 +44,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 BACKEND_CHECK_TIMEOUT.as_secs()
             )),
         };
-    let ready = data_storage && backend_check.is_ok();
+    // Without the RBAC for its reviews no caller can be authenticated.
+    let auth_check = state.auth.check_ready().await.map_err(|e| e.to_string());
+    let ready = data_storage && backend_check.is_ok() && auth_check.is_ok();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
+        "auth": match &auth_check { Ok(()) => "ok".to_owned(), Err(e) => e.clone() },
         "data_storage": if data_storage { "ok" } else { "unreachable" },
         "backend": backend.name(),
         "backend_status": match &backend_check { Ok(()) => "ok".to_owned(), Err(e) => e.clone() },
