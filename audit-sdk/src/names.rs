@@ -35,6 +35,23 @@ pub const GATEWAY_AUDIENCE: &str = GATEWAY_SERVICE;
 /// Service name of PostgreSQL.
 pub const POSTGRES_SERVICE: &str = "postgresql";
 
+/// The ClusterRole that grants callers the verbs on `service` (named in 403s).
+pub fn client_role_of(service: &str) -> &'static str {
+    match service {
+        GATEWAY_SERVICE => GATEWAY_SIGNAL_SENDER_ROLE,
+        _ => DATA_STORAGE_CLIENT_ROLE,
+    }
+}
+
+/// The ClusterRole that lets `service` itself create TokenReviews and
+/// SubjectAccessReviews.
+pub fn reviewer_role_of(service: &str) -> &'static str {
+    match service {
+        GATEWAY_SERVICE => GATEWAY_CLUSTER_ROLE,
+        _ => DATA_STORAGE_AUTH_REVIEWER_ROLE,
+    }
+}
+
 /// API port of every service (REST and gRPC).
 pub const API_PORT: u16 = 8080;
 /// Health port (`/healthz`, `/readyz`).

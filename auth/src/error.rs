@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use crate::Verb;
 
 /// An authentication or authorization failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     /// No `Authorization` header.
     #[error("missing bearer token: send Authorization: Bearer <token>")]
@@ -30,7 +30,7 @@ pub enum AuthError {
         resource: String,
         /// Its namespace.
         namespace: String,
-        /// The ClusterRole callers are normally bound to.
+        /// The ClusterRole that grants callers the verbs on that Service.
         role: &'static str,
     },
     /// The review API could not be asked; the request is refused, never allowed.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec, SubjectAccessReview,
+    SubjectAccessReviewSpec,
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -31,7 +32,12 @@ pub struct Reviewer {
     identities: TtlCache<TokenKey, Option<Identity>>,
     /// (token digest, verb) → allowed.
     decisions: TtlCache<(TokenKey, Verb), bool>,
+    /// Whether this service may create the reviews (`()`: yes), asked briefly cached.
+    permissions: TtlCache<(), ()>,
 }
+
+/// How long a readiness answer about the review permissions is reused.
+const PERMISSIONS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for Reviewer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,8 +75,9 @@ impl Reviewer {
             service: service.to_owned(),
             namespace,
             timeout: config.review_timeout,
-            identities: TtlCache::new(config.cache_ttl),
-            decisions: TtlCache::new(config.cache_ttl),
+            identities: TtlCache::new(config.cache_ttl, config.cache_capacity),
+            decisions: TtlCache::new(config.cache_ttl, config.cache_capacity),
+            permissions: TtlCache::new(PERMISSIONS_TTL, 1),
         })
     }
 
@@ -97,16 +104,18 @@ impl Reviewer {
                 verb,
                 resource: self.service.clone(),
                 namespace: self.namespace.clone(),
-                role: audit_sdk::names::DATA_STORAGE_CLIENT_ROLE,
+                role: audit_sdk::names::client_role_of(&self.service),
             })
         }
     }
 
     async fn token_review(&self, token: &str) -> Result<Option<Identity>, AuthError> {
         let review = TokenReview {
+            // Bound to this service: a token projected for another audience
+            // (or the API server's own) is not accepted here.
             spec: TokenReviewSpec {
                 token: token.to_owned(),
-                audiences: None,
+                audiences: Some(vec![self.service.clone()]),
             },
             ..Default::default()
         };
@@ -118,10 +127,19 @@ impl Reviewer {
         if status.authenticated != Some(true) {
             return Ok(None);
         }
+        // An audience-aware API server names the audiences the token is
+        // valid for among those asked; none means "the API server's own".
+        let audiences = status.audiences.unwrap_or_default();
+        if !audiences.iter().any(|a| a == &self.service) {
+            tracing::debug!(audience = %self.service, ?audiences, "token not issued for this service's audience");
+            return Ok(None);
+        }
         let user = status.user.unwrap_or_default();
         Ok(user.username.map(|subject| Identity {
             subject,
             groups: user.groups.unwrap_or_default(),
+            uid: user.uid,
+            extra: user.extra.unwrap_or_default(),
         }))
     }
 
@@ -130,6 +148,8 @@ impl Reviewer {
             spec: SubjectAccessReviewSpec {
                 user: Some(identity.subject.clone()),
                 groups: Some(identity.groups.clone()),
+                uid: identity.uid.clone(),
+                extra: (!identity.extra.is_empty()).then(|| identity.extra.clone()),
                 resource_attributes: Some(ResourceAttributes {
                     namespace: Some(self.namespace.clone()),
                     verb: Some(verb.as_str().to_owned()),
@@ -149,14 +169,65 @@ impl Reviewer {
         Ok(answer.status.is_some_and(|s| s.allowed))
     }
 
+    /// Whether this service may create both reviews, asked with
+    /// SelfSubjectAccessReviews (which every authenticated caller may create).
+    pub async fn check_ready(&self) -> Result<(), AuthError> {
+        self.permissions
+            .get_or_try_init((), || async {
+                for (group, resource) in [
+                    ("authentication.k8s.io", "tokenreviews"),
+                    ("authorization.k8s.io", "subjectaccessreviews"),
+                ] {
+                    let review = SelfSubjectAccessReview {
+                        spec: SelfSubjectAccessReviewSpec {
+                            resource_attributes: Some(ResourceAttributes {
+                                verb: Some("create".into()),
+                                group: Some(group.into()),
+                                resource: Some(resource.into()),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+                    let answer = self
+                        .call(api.create(&PostParams::default(), &review))
+                        .await?;
+                    if !answer.status.is_some_and(|s| s.allowed) {
+                        return Err(AuthError::Unavailable(format!(
+                            "this service's ServiceAccount may not create {resource}.{group}, so no \
+                             caller can be authenticated; bind it to ClusterRole {}",
+                            audit_sdk::names::reviewer_role_of(&self.service)
+                        )));
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
     /// Runs one review call with the timeout; every failure is "unavailable"
-    /// (503), never "allowed".
+    /// (503), never "allowed". A 403 means this service lacks the RBAC for
+    /// the reviews: readiness is asked again at once to report it.
     async fn call<T>(
         &self,
         request: impl std::future::Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, AuthError> {
         match tokio::time::timeout(self.timeout, request).await {
             Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(kube::Error::Api(s))) if s.code == 403 => {
+                tracing::error!(
+                    role = audit_sdk::names::reviewer_role_of(&self.service),
+                    "Kubernetes review refused (403): this service's ServiceAccount lacks the RBAC for reviews"
+                );
+                self.permissions.invalidate(&()).await;
+                Err(AuthError::Unavailable(format!(
+                    "review refused (403 {}); bind this service's ServiceAccount to ClusterRole {}",
+                    s.message,
+                    audit_sdk::names::reviewer_role_of(&self.service)
+                )))
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "Kubernetes review API call failed");
                 Err(AuthError::Unavailable(e.to_string()))

@@ -24,7 +24,7 @@ mod layer;
 mod static_tokens;
 mod verb;
 
-pub use config::{AuthConfig, AuthMode};
+pub use config::{AuthConfig, AuthMode, PodEnvironment};
 pub use error::AuthError;
 pub use identity::Identity;
 pub use layer::{RequireLayer, RequireService, IDENTITY_HEADERS};
@@ -51,7 +51,7 @@ impl Auth {
     /// Builds the mode `config` selects for the service whose Kubernetes Service
     /// is `service_name` (the SubjectAccessReview's resource name).
     pub async fn new(config: &AuthConfig, service_name: &str) -> Result<Self, AuthError> {
-        let mode = match config.effective_mode() {
+        let mode = match config.effective_mode()? {
             AuthMode::Disabled | AuthMode::Auto => {
                 tracing::warn!(
                     "AUTHENTICATION DISABLED: every caller may write and read audit data. \
@@ -95,6 +95,17 @@ impl Auth {
     /// Whether requests are checked at all.
     pub fn is_enabled(&self) -> bool {
         !matches!(*self.inner, Mode::Disabled)
+    }
+
+    /// Whether authentication can work (for `/readyz`): in `kubernetes` mode,
+    /// whether this service may create TokenReviews and SubjectAccessReviews
+    /// (asked with SelfSubjectAccessReviews, cached briefly). The error says
+    /// what is missing and which ClusterRole grants it.
+    pub async fn check_ready(&self) -> Result<(), AuthError> {
+        match &*self.inner {
+            Mode::Kubernetes(reviewer) => reviewer.check_ready().await,
+            Mode::Disabled | Mode::Static(_) => Ok(()),
+        }
     }
 
     /// The layer that protects a route with `verb`.

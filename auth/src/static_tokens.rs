@@ -73,6 +73,7 @@ impl StaticTokens {
                     identity: Identity {
                         subject: entry.subject,
                         groups: entry.groups,
+                        ..Identity::default()
                     },
                     verbs: entry.verbs,
                 })

@@ -34,6 +34,8 @@ async fn token_review(
     let authenticated = body["spec"]["token"] == SA_TOKEN;
     let mut status = json!({ "authenticated": authenticated });
     if authenticated {
+        // The token was issued for the audience asked (an audience-aware server).
+        status["audiences"] = body["spec"]["audiences"].clone();
         status["user"] = json!({ "username": SA_USER, "groups": ["system:serviceaccounts"] });
     }
     Json(json!({
@@ -71,6 +73,14 @@ async fn start_review_server() -> (SocketAddr, Reviews, tokio::task::JoinHandle<
         .route(
             "/apis/authorization.k8s.io/v1/subjectaccessreviews",
             post(access_review),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            post(|Json(body): Json<Value>| async move {
+                Json(json!({"apiVersion": "authorization.k8s.io/v1",
+                    "kind": "SelfSubjectAccessReview", "metadata": {},
+                    "spec": body["spec"], "status": {"allowed": true}}))
+            }),
         )
         .with_state(reviews.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -43,7 +43,8 @@ async fn review_server() -> std::net::SocketAddr {
                 let ok = body["spec"]["token"] == K8S_TOKEN;
                 Json(json!({
                     "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {},
-                    "spec": {}, "status": {"authenticated": ok, "user": {"username": "alice"}}
+                    "spec": {}, "status": {"authenticated": ok, "audiences": body["spec"]["audiences"],
+                        "user": {"username": "alice"}}
                 }))
             }),
         )
@@ -52,6 +53,15 @@ async fn review_server() -> std::net::SocketAddr {
             post(|| async {
                 Json(json!({
                     "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                    "metadata": {}, "spec": {}, "status": {"allowed": true}
+                }))
+            }),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            post(|| async {
+                Json(json!({
+                    "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                     "metadata": {}, "spec": {}, "status": {"allowed": true}
                 }))
             }),

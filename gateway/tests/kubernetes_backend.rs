@@ -203,6 +203,17 @@ async fn a_new_signal_costs_two_writes_and_a_duplicate_one_status_patch() {
         rr["status"]["overallPhase"] = json!("Processing");
         rr["status"]["workflowRef"] = json!({"name": "wf-1"});
     });
+    // A replica whose watch cache has seen that write (steady state).
+    let replica = Arc::new(backend_with(&fake, &settings()));
+    while !replica.is_synced() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let audit = GatewayAudit::new(
+        AuditStore::new(audit_sdk::AuditConfig::new("http://127.0.0.1:9")).unwrap(),
+    );
+    let intake = Intake::new(replica, audit, None);
+    // Owner lookups are cached too: warm them, then count from zero.
+    intake.backend().resolve_target(&signal().target).await;
     fake.reset_calls();
     let outcome = intake.process(signal()).await.unwrap();
     assert!(
@@ -214,6 +225,12 @@ async fn a_new_signal_costs_two_writes_and_a_duplicate_one_status_patch() {
             }
         ),
         "{outcome:?}"
+    );
+    assert_eq!(
+        fake.count("get", None) + fake.count("list", None),
+        0,
+        "no reads in steady state: {:?}",
+        fake.counts(None)
     );
     let calls = fake.calls();
     let patches: Vec<_> = calls.iter().filter(|c| c.verb == "patch").collect();
@@ -353,11 +370,13 @@ async fn a_429_with_a_long_retry_after_fails_within_the_call_budget() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(
-        fake.count("list", None),
-        3,
-        "one call and call_retries (2) retries"
-    );
+    // (The watch cache's own list is not a readiness call.)
+    let probes = fake
+        .calls()
+        .iter()
+        .filter(|c| c.verb == "list" && c.query.contains("limit=1"))
+        .count();
+    assert_eq!(probes, 3, "one call and call_retries (2) retries");
 }
 
 #[tokio::test]

@@ -27,6 +27,13 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             Json(json!({ "status": status })),
         );
     }
+    // Without the RBAC for its reviews no caller can be authenticated.
+    if let Err(e) = state.auth.check_ready().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "auth_unavailable", "auth": e.to_string() })),
+        );
+    }
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,

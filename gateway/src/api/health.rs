@@ -52,7 +52,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 BACKEND_CHECK_TIMEOUT.as_secs()
             )),
         };
-    let ready = audit.is_serving() && backend_check.is_ok();
+    // Without the RBAC for its reviews no caller can be authenticated.
+    let auth_check = state.auth.check_ready().await.map_err(|e| e.to_string());
+    let ready = audit.is_serving() && backend_check.is_ok() && auth_check.is_ok();
     let (data_storage, data_storage_reason) = match &audit {
         Readiness::Ready => ("ok", None),
         Readiness::Degraded(reason) => ("degraded", Some(reason.clone())),
@@ -60,6 +62,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
+        "auth": match &auth_check { Ok(()) => "ok".to_owned(), Err(e) => e.clone() },
         "data_storage": data_storage,
         "data_storage_reason": data_storage_reason,
         "backend": backend.name(),

@@ -85,9 +85,12 @@ pub struct TargetResource {
 }
 
 /// Observed state; the Gateway owns `deduplication`, the remediation
-/// controllers own `overallPhase`.
+/// controllers own `overallPhase` and every other field. The schema types
+/// the core and preserves unknown fields, so the API server keeps what other
+/// controllers write (the Gateway's merge patches never touch them).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct RemediationRequestStatus {
     /// Lifecycle phase (`Pending`, `Processing`, `Completed`, `Failed`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,6 +161,18 @@ mod tests {
             .as_ref()
             .and_then(|s| s.status.as_ref())
             .is_some());
+    }
+
+    #[test]
+    fn the_status_schema_keeps_other_controllers_fields() {
+        let crd = RemediationRequest::crd();
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+        let status = &schema["openAPIV3Schema"]["properties"]["status"];
+        assert_eq!(
+            status["x-kubernetes-preserve-unknown-fields"], true,
+            "{status}"
+        );
+        assert!(status["properties"]["deduplication"].is_object());
     }
 
     #[test]

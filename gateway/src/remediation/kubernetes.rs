@@ -39,6 +39,7 @@ use super::crd::{
     FINGERPRINT_LABEL, GENERATION_LABEL,
 };
 use super::stripes::Stripes;
+use super::watch_cache::{Summary, WatchCache};
 use super::{
     request_labels, ActiveRequest, BackendError, Created, HeldLock, NewRequest, RemediationBackend,
 };
@@ -67,7 +68,19 @@ pub struct KubernetesBackend {
     stripes: Stripes,
     /// Next generation per fingerprint, as the last lookup under its lock saw it.
     next_generation: Mutex<HashMap<Fingerprint, u64>>,
+    /// The fingerprints' requests, from a watch.
+    cache: WatchCache,
+    /// (apiVersion, kind, namespace, name) → its controlling owner
+    /// (apiVersion, kind, name), if any; owners rarely change.
+    owners: moka::future::Cache<OwnerKey, Option<(String, String, String)>>,
 }
+
+type OwnerKey = (String, String, String, String);
+
+/// How long an owner lookup is reused.
+const OWNER_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most owner lookups kept.
+const OWNER_CAPACITY: u64 = 10_000;
 
 impl std::fmt::Debug for KubernetesBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,20 +102,15 @@ pub fn generation_name(fingerprint: &Fingerprint, generation: u64) -> String {
     )
 }
 
-fn generation_of(rr: &RemediationRequest) -> u64 {
-    rr.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(GENERATION_LABEL))
-        .and_then(|g| g.parse().ok())
-        .unwrap_or(0)
+fn active_of(rr: &RemediationRequest) -> ActiveRequest {
+    summary_active(&Summary::of(rr))
 }
 
-fn active_of(rr: &RemediationRequest) -> ActiveRequest {
+fn summary_active(s: &Summary) -> ActiveRequest {
     ActiveRequest {
-        name: rr.metadata.name.clone().unwrap_or_default(),
-        occurrence_count: rr.occurrence_count(),
-        version: rr.metadata.resource_version.clone(),
+        name: s.name.clone(),
+        occurrence_count: s.occurrence_count,
+        version: s.resource_version.clone(),
     }
 }
 
@@ -112,13 +120,18 @@ impl KubernetesBackend {
     /// Build `client` from [`client_config`].
     pub fn new(client: Client, config: &KubernetesConfig, holder: impl Into<String>) -> Self {
         Self {
-            client,
             namespace: config.namespace.clone(),
             holder: holder.into(),
             conflict_retries: config.conflict_retries,
             calls: CallPolicy::new(config),
             stripes: Stripes::default(),
             next_generation: Mutex::default(),
+            cache: WatchCache::start(Api::namespaced(client.clone(), &config.namespace)),
+            owners: moka::future::Cache::builder()
+                .max_capacity(OWNER_CAPACITY)
+                .time_to_live(OWNER_TTL)
+                .build(),
+            client,
         }
     }
 
@@ -127,42 +140,54 @@ impl KubernetesBackend {
     }
 
     /// Every request of `fingerprint`: the active one (the oldest, should
-    /// there ever be two) and the next generation.
+    /// there ever be two) and the next generation. From the watch cache once
+    /// it is synced; a LIST before that.
     async fn lookup(
         &self,
         fingerprint: &Fingerprint,
     ) -> Result<(Option<ActiveRequest>, u64), BackendError> {
-        let selector = format!("{FINGERPRINT_LABEL}={}", fingerprint.prefix(63));
-        let api = self.requests();
-        let params = ListParams::default().labels(&selector);
-        let list = self
-            .calls
-            .run(Retry::Always, || api.list(&params))
-            .await
-            .map_err(|e| e.into_backend("listing RemediationRequests"))?;
-        let mine: Vec<RemediationRequest> = list
-            .items
-            .into_iter()
-            .filter(|rr| rr.spec.signal_fingerprint == fingerprint.as_str())
-            .collect();
-        let next = mine.iter().map(generation_of).max().unwrap_or(0) + 1;
-        let mut active: Vec<&RemediationRequest> =
-            mine.iter().filter(|rr| rr.is_active()).collect();
-        active.sort_by(|a, b| {
-            a.metadata
-                .creation_timestamp
-                .cmp(&b.metadata.creation_timestamp)
-        });
-        Ok((active.first().map(|rr| active_of(rr)), next))
+        let mine = match self.cache.requests_of(fingerprint.as_str()) {
+            Some(cached) => cached,
+            None => {
+                let selector = format!("{FINGERPRINT_LABEL}={}", fingerprint.prefix(63));
+                let api = self.requests();
+                let params = ListParams::default().labels(&selector);
+                let list = self
+                    .calls
+                    .run(Retry::Always, || api.list(&params))
+                    .await
+                    .map_err(|e| e.into_backend("listing RemediationRequests"))?;
+                list.items
+                    .iter()
+                    .filter(|rr| rr.spec.signal_fingerprint == fingerprint.as_str())
+                    .map(Summary::of)
+                    .collect()
+            }
+        };
+        let next = mine.iter().map(|s| s.generation).max().unwrap_or(0) + 1;
+        let mut active: Vec<&Summary> = mine.iter().filter(|s| s.active).collect();
+        active.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok((active.first().map(|s| summary_active(s)), next))
+    }
+
+    /// Whether the watch cache has its first full list (until then every
+    /// lookup is a LIST).
+    pub fn is_synced(&self) -> bool {
+        self.cache.is_synced()
     }
 
     /// Reads `name` fresh.
     async fn read(&self, name: &str) -> Result<Option<RemediationRequest>, BackendError> {
         let api = self.requests();
-        self.calls
+        let rr = self
+            .calls
             .run(Retry::Always, || api.get_opt(name))
             .await
-            .map_err(|e| e.into_backend("reading RemediationRequest"))
+            .map_err(|e| e.into_backend("reading RemediationRequest"))?;
+        if let Some(rr) = &rr {
+            self.cache.observe(rr);
+        }
+        Ok(rr)
     }
 
     fn creation_token(&self, request: &NewRequest) -> String {
@@ -217,29 +242,40 @@ impl RemediationBackend for KubernetesBackend {
             let Some(resource) = api_resource(api_version.as_deref(), &current.kind) else {
                 break;
             };
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(self.client.clone(), &namespace, &resource);
-            let object = match self
-                .calls
-                .run(Retry::Always, || api.get_opt(&current.name))
-                .await
-            {
-                Ok(Some(object)) => object,
-                Ok(None) => break,
+            let key = (
+                resource.api_version.clone(),
+                current.kind.clone(),
+                namespace.clone(),
+                current.name.clone(),
+            );
+            let lookup = self.owners.try_get_with(key, async {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), &namespace, &resource);
+                let object = self
+                    .calls
+                    .run(Retry::Always, || api.get_opt(&current.name))
+                    .await?;
+                Ok::<_, super::api_calls::CallError>(object.and_then(|o| {
+                    o.metadata
+                        .owner_references
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|r| r.controller == Some(true))
+                        .map(|r| (r.api_version, r.kind, r.name))
+                }))
+            });
+            let owner = match lookup.await {
+                Ok(owner) => owner,
                 Err(e) => {
                     tracing::warn!(target = %current, error = ?e, "owner lookup failed; using the object itself");
                     break;
                 }
             };
-            let owner = object
-                .metadata
-                .owner_references
-                .unwrap_or_default()
-                .into_iter()
-                .find(|o| o.controller == Some(true));
-            let Some(owner) = owner else { break };
-            api_version = Some(owner.api_version);
-            current = ResourceRef::new(Some(&namespace), owner.kind, owner.name);
+            let Some((owner_api_version, kind, name)) = owner else {
+                break;
+            };
+            api_version = Some(owner_api_version);
+            current = ResourceRef::new(Some(&namespace), kind, name);
         }
         current
     }
@@ -320,7 +356,10 @@ impl RemediationBackend for KubernetesBackend {
             .run(Retry::Always, || api.create(&POST, &rr))
             .await
         {
-            Ok(created) => created,
+            Ok(created) => {
+                self.cache.observe(&created);
+                created
+            }
             Err(e) if e.is(409) => {
                 // The name is taken: by an earlier attempt of this very create
                 // whose answer was lost (then it is ours), or by another replica.
@@ -373,7 +412,7 @@ impl RemediationBackend for KubernetesBackend {
             })
             .await
         {
-            Ok(_) => {}
+            Ok(updated) => self.cache.observe(&updated),
             Err(e) if e.is(409) => {}
             Err(e) => {
                 // The request exists and counts as 1 without a status.
@@ -412,7 +451,10 @@ impl RemediationBackend for KubernetesBackend {
                 })
                 .await
             {
-                Ok(_) => return Ok(count),
+                Ok(updated) => {
+                    self.cache.observe(&updated);
+                    return Ok(count);
+                }
                 Err(e) if e.is(409) => {
                     tracing::debug!(rr = %current.name, attempt, "status update conflict; reading it again");
                 }

@@ -21,6 +21,7 @@ pub mod crd;
 pub mod kubernetes;
 pub mod memory;
 mod stripes;
+mod watch_cache;
 
 /// An active (not terminal) RemediationRequest of a fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
