@@ -196,6 +196,7 @@ impl Intake {
                 }
             }
         };
+        self.audit.durable().await; // a resolution answered 2xx is on disk too
         Ok(outcome)
     }
 
