@@ -8,8 +8,9 @@ use crate::progress::seconds;
 /// How one row ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Passed.
-    Passed,
+    /// Passed, with what the scenario measured worth a glance (the API
+    /// server's 429s under load, say).
+    Passed(Option<String>),
     /// Failed, with the reason.
     Failed(String),
     /// Not applicable on this platform, with the reason.
@@ -58,7 +59,7 @@ impl fmt::Display for Summary {
             .iter()
             .map(|r| {
                 let (status, note) = match &r.outcome {
-                    Outcome::Passed => ("pass", String::new()),
+                    Outcome::Passed(note) => ("pass", note.clone().unwrap_or_default()),
                     Outcome::Failed(why) => ("FAIL", why.lines().next().unwrap_or("").to_owned()),
                     Outcome::Skipped(why) => ("skip", why.clone()),
                 };
@@ -115,7 +116,7 @@ mod tests {
                 Row {
                     name: "1 short".into(),
                     platform: "local-sqlite".into(),
-                    outcome: Outcome::Passed,
+                    outcome: Outcome::Passed(None),
                     elapsed: Duration::from_millis(1500),
                 },
                 Row {
@@ -140,5 +141,26 @@ mod tests {
             "{text}"
         );
         assert!(!summary.passed());
+    }
+
+    #[test]
+    fn a_passing_rows_note_shows_in_the_table() {
+        let summary = Summary {
+            rows: vec![Row {
+                name: "3 DataStorage outage".into(),
+                platform: "kind".into(),
+                outcome: Outcome::Passed(Some("2000 alerts at 50/s, 0 API 429s".into())),
+                elapsed: Duration::from_secs(30),
+            }],
+        };
+        let text = summary.to_string();
+        assert!(
+            text.lines()
+                .nth(2)
+                .unwrap()
+                .ends_with("pass   30.0s  2000 alerts at 50/s, 0 API 429s"),
+            "{text}"
+        );
+        assert!(summary.passed());
     }
 }

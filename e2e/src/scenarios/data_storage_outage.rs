@@ -28,7 +28,8 @@ pub fn alert_rate(budget: Option<u32>) -> u32 {
     })
 }
 
-pub async fn run(platform: &mut dyn Platform, stack: &Stack) -> anyhow::Result<()> {
+/// Answers the table's note: the rate and the API server's 429s meanwhile.
+pub async fn run(platform: &mut dyn Platform, stack: &Stack) -> anyhow::Result<String> {
     let since = stack.window_start(chrono::Duration::seconds(5)).await?;
     let rate = alert_rate(platform.kube_api_budget());
     let throttled_before = platform.api_throttled().await?;
@@ -60,7 +61,8 @@ pub async fn run(platform: &mut dyn Platform, stack: &Stack) -> anyhow::Result<(
     platform.start(Component::DataStorage).await?;
     stack
         .expect_created_trails(since, &requests, OUTAGE_TRAIL_TIMEOUT)
-        .await
+        .await?;
+    Ok(format!("{ALERTS} alerts at {rate}/s, {throttled}"))
 }
 
 #[cfg(test)]

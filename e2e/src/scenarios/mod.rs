@@ -75,16 +75,24 @@ impl Scenario {
         matches!(self, Self::PostgresRestart).then_some(Component::Postgres)
     }
 
-    async fn run(self, platform: &mut dyn Platform, stack: &Stack) -> anyhow::Result<()> {
+    /// Runs the scenario; `Some(note)` is what it measured for the table.
+    async fn run(
+        self,
+        platform: &mut dyn Platform,
+        stack: &Stack,
+    ) -> anyhow::Result<Option<String>> {
         match self {
             Self::AlertTrail => alert_trail::run(stack).await,
             Self::Auth => auth::run(stack).await,
-            Self::DataStorageOutage => data_storage_outage::run(platform, stack).await,
+            Self::DataStorageOutage => {
+                return data_storage_outage::run(platform, stack).await.map(Some)
+            }
             Self::WrongServiceName => wrong_service::run(platform, stack).await,
             Self::GracefulShutdown => graceful_shutdown::run(platform, stack).await,
             Self::PostgresRestart => postgres_restart::run(platform, stack).await,
             Self::ReadyThroughOutage => ready_through_outage::run(platform, stack).await,
         }
+        .map(|()| None)
     }
 }
 
@@ -118,7 +126,7 @@ pub async fn run(
             )
             .await
             {
-                Ok(()) => Outcome::Passed,
+                Ok(note) => Outcome::Passed(note),
                 Err(e) => {
                     let dir = artefacts
                         .join(platform.name())
