@@ -97,11 +97,9 @@ pub struct Spool {
     /// Records found damaged while reading that were counted when written
     /// (each one event, counted lost); taken by delivery to resolve them.
     skipped: u64,
-    /// Sequence numbers of records right after a gap counted at open (the
-    /// gap is never counted twice when delivery reads past it).
-    known_gaps: std::collections::HashSet<u64>,
-    /// Sequence numbers of unparseable records counted lost at open.
-    known_bad: std::collections::HashSet<u64>,
+    /// Losses already counted, persisted in the cursor until acknowledged
+    /// past so neither a read nor the next open counts them again.
+    counted: Counted,
     /// Sequence number of the next record written.
     next_seq: u64,
     dirty: bool,
@@ -133,7 +131,7 @@ impl Spool {
             };
             segments.insert(id, entry.metadata()?.len());
         }
-        let mut acked = read_cursor(&opts.dir)?;
+        let (mut acked, mut counted) = read_cursor(&opts.dir)?;
         // Segments wholly before the cursor were delivered; remove leftovers.
         let stale: Vec<u64> = segments.range(..acked.segment).map(|(id, _)| *id).collect();
         for id in stale {
@@ -149,21 +147,17 @@ impl Spool {
             };
         }
         let mut recovery = Recovery::default();
-        let mut known_gaps = std::collections::HashSet::new();
-        let mut known_bad = std::collections::HashSet::new();
         let mut expected = acked.seq;
         let ids: Vec<u64> = segments.keys().copied().collect();
         let newest = ids.last().copied();
         for id in ids {
             let start = if id == acked.segment { acked.offset } else { 0 };
             let path = segment_path(&opts.dir, id);
-            let scanned = scan(&path, start, expected)?;
+            let scanned = scan(&path, start, expected, &mut counted)?;
             expected = scanned.expected;
             recovery.pending += scanned.count;
             recovery.damaged_regions += scanned.regions;
             recovery.lost_events += scanned.lost;
-            known_gaps.extend(scanned.gaps);
-            known_bad.extend(scanned.bad);
             if scanned.lost > 0 {
                 tracing::error!(
                     segment = %path.display(),
@@ -174,7 +168,10 @@ impl Spool {
             }
             if scanned.end < fs::metadata(&path)?.len() {
                 recovery.damaged_regions += 1;
-                if Some(id) == newest {
+                // A torn record in the newest segment is one event (its size
+                // is unknown); a zero-filled tail (the file grew, its data
+                // never reached the disk) shows no record at all.
+                if Some(id) == newest && scanned.tail_has_data {
                     recovery.lost_events += 1;
                 }
                 tracing::error!(
@@ -190,6 +187,9 @@ impl Spool {
             segments.insert(id, scanned.end);
         }
         let next_seq = expected.max(cursor_seq).unwrap_or(0);
+        if recovery.lost_events > 0 {
+            write_cursor(&opts.dir, acked, &counted, opts.fsync != FsyncPolicy::Never)?;
+        }
         let spool = Self {
             opts,
             lock: Some(lock),
@@ -201,8 +201,7 @@ impl Spool {
             pending: recovery.pending,
             unread: recovery.pending,
             skipped: 0,
-            known_gaps,
-            known_bad,
+            counted,
             next_seq,
             dirty: false,
             last_sync: Instant::now(),
@@ -344,6 +343,7 @@ impl Spool {
                 write_cursor(
                     &self.opts.dir,
                     self.acked,
+                    &self.counted,
                     self.opts.fsync != FsyncPolicy::Never,
                 )?;
             }
@@ -399,8 +399,9 @@ impl Spool {
                 _ => 0,
             };
             self.read.seq = Some(seq + 1);
-            if gap > 0 && !self.known_gaps.remove(&seq) {
-                self.lose_read(gap, "records missing before this one");
+            let new = count_lost(&mut self.counted, seq - gap, seq);
+            if new > 0 {
+                self.lose_read(new, "records missing before this one");
             }
             match serde_json::from_slice::<AuditEvent>(&payload) {
                 Ok(event) => {
@@ -408,7 +409,7 @@ impl Spool {
                     out.push(event);
                 }
                 Err(e) => {
-                    if !self.known_bad.remove(&seq) {
+                    if count_lost(&mut self.counted, seq, seq + 1) > 0 {
                         self.lose_read(1, &e.to_string());
                     }
                 }
@@ -497,9 +498,13 @@ impl Spool {
                 Err(e) => removed = Err(e),
             }
         }
+        if let Some(seq) = self.acked.seq {
+            self.counted.lost.retain(|_, end| *end > seq);
+        }
         write_cursor(
             &self.opts.dir,
             self.acked,
+            &self.counted,
             self.opts.fsync == FsyncPolicy::Always,
         )?;
         removed
@@ -544,36 +549,97 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-fn read_cursor(dir: &Path) -> io::Result<Position> {
-    match fs::read_to_string(dir.join(CURSOR_FILE)) {
-        Ok(text) => {
-            let mut parts = text.split_whitespace().map(str::parse::<u64>);
-            match (parts.next(), parts.next()) {
-                (Some(Ok(segment)), Some(Ok(offset))) => Ok(Position {
-                    segment,
-                    offset,
-                    seq: parts.next().and_then(Result::ok),
-                }),
-                _ => {
-                    tracing::error!(dir = %dir.display(), "audit spool cursor unreadable; replaying the whole spool (DataStorage deduplicates)");
-                    Ok(Position::default())
-                }
+/// Losses counted (logged, metered) and not yet acknowledged past.
+#[derive(Debug, Default)]
+struct Counted {
+    /// Sequence numbers counted lost, as disjoint `start -> end` ranges (a
+    /// gap that grows counts only its growth).
+    lost: BTreeMap<u64, u64>,
+}
+
+/// Records sequence numbers `a..b` as lost; returns how many of them were
+/// not counted before.
+fn count_lost(counted: &mut Counted, a: u64, b: u64) -> u64 {
+    if a >= b {
+        return 0;
+    }
+    let (mut lo, mut hi, mut new) = (a, b, b - a);
+    let touching: Vec<(u64, u64)> = counted
+        .lost
+        .range(..=b)
+        .filter(|(_, end)| **end >= a)
+        .map(|(s, e)| (*s, *e))
+        .collect();
+    for (s, e) in touching {
+        new -= e.min(b).saturating_sub(s.max(a));
+        lo = lo.min(s);
+        hi = hi.max(e);
+        counted.lost.remove(&s);
+    }
+    counted.lost.insert(lo, hi);
+    new
+}
+
+/// The cursor: `<segment> <offset> <sequence or ->`, then a `lost <from>-<to>...`
+/// line of sequence numbers whose loss was already counted.
+fn read_cursor(dir: &Path) -> io::Result<(Position, Counted)> {
+    let text = match fs::read_to_string(dir.join(CURSOR_FILE)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e),
+    };
+    let mut lines = text.lines();
+    let mut parts = lines
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::parse::<u64>);
+    let pos = match (parts.next(), parts.next()) {
+        (Some(Ok(segment)), Some(Ok(offset))) => Position {
+            segment,
+            offset,
+            seq: parts.next().and_then(Result::ok),
+        },
+        _ => {
+            tracing::error!(dir = %dir.display(), "audit spool cursor unreadable; replaying the whole spool (DataStorage deduplicates)");
+            return Ok(Default::default());
+        }
+    };
+    let mut counted = Counted::default();
+    for line in lines {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("lost") {
+            continue;
+        }
+        for w in words {
+            let range = w
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+            if let Some((a, b)) = range {
+                count_lost(&mut counted, a, b);
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Position::default()),
-        Err(e) => Err(e),
     }
+    Ok((pos, counted))
 }
 
 /// Replaces the cursor atomically (write a temporary file, then rename).
-fn write_cursor(dir: &Path, pos: Position, durable: bool) -> io::Result<()> {
+fn write_cursor(dir: &Path, pos: Position, counted: &Counted, durable: bool) -> io::Result<()> {
     let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = BufWriter::new(File::create(&tmp)?);
         match pos.seq {
             Some(seq) => write!(f, "{} {} {seq}", pos.segment, pos.offset)?,
-            None => write!(f, "{} {}", pos.segment, pos.offset)?,
+            None => write!(f, "{} {} -", pos.segment, pos.offset)?,
         }
+        if !counted.lost.is_empty() {
+            write!(f, "\nlost")?;
+            for (a, b) in &counted.lost {
+                write!(f, " {a}-{b}")?;
+            }
+        }
+        writeln!(f)?;
+        let f = f.into_inner().map_err(|e| e.into_error())?;
         if durable {
             f.sync_data()?;
         }
@@ -589,18 +655,21 @@ struct Scanned {
     regions: u64,
     /// Events lost in them: sequence gaps plus unparseable records.
     lost: u64,
-    /// Sequence numbers of the records right after each counted gap.
-    gaps: Vec<u64>,
-    /// Sequence numbers of unparseable records.
-    bad: Vec<u64>,
     /// Sequence number expected next.
     expected: Option<u64>,
     /// End of the last valid record (a torn or unreadable tail after it).
     end: u64,
+    /// Whether the tail after `end` holds anything but zeros.
+    tail_has_data: bool,
 }
 
 /// Scans the records from `start`, expecting sequence `expected` first.
-fn scan(path: &Path, start: u64, expected: Option<u64>) -> io::Result<Scanned> {
+fn scan(
+    path: &Path,
+    start: u64,
+    expected: Option<u64>,
+    counted: &mut Counted,
+) -> io::Result<Scanned> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
@@ -609,26 +678,23 @@ fn scan(path: &Path, start: u64, expected: Option<u64>) -> io::Result<Scanned> {
         count: 0,
         regions: 0,
         lost: 0,
-        gaps: Vec::new(),
-        bad: Vec::new(),
         expected,
         end: start,
+        tail_has_data: false,
     };
     let mut i = 0;
     while i < buf.len() {
         match record::decode(&buf[i..]) {
             Decoded::Valid { seq, payload } => {
                 if let Some(e) = scanned.expected.filter(|e| seq > *e) {
-                    scanned.lost += seq - e;
-                    scanned.gaps.push(seq);
+                    scanned.lost += count_lost(counted, e, seq);
                 }
                 scanned.expected = Some(seq + 1);
                 if serde_json::from_slice::<AuditEvent>(payload).is_ok() {
                     scanned.count += 1;
                 } else {
-                    scanned.lost += 1;
                     scanned.regions += 1;
-                    scanned.bad.push(seq);
+                    scanned.lost += count_lost(counted, seq, seq + 1);
                 }
                 i += HEADER as usize + payload.len();
                 scanned.end = start + i as u64;
@@ -642,6 +708,9 @@ fn scan(path: &Path, start: u64, expected: Option<u64>) -> io::Result<Scanned> {
             },
         }
     }
+    scanned.tail_has_data = buf[(scanned.end - start) as usize..]
+        .iter()
+        .any(|b| *b != 0);
     Ok(scanned)
 }
 
