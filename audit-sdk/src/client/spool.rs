@@ -9,9 +9,10 @@
 //! are sent again; DataStorage is idempotent on `event_id`, so that costs a
 //! duplicate answer, never a duplicate row.
 //!
-//! Layout: `<dir>/<20-digit id>.seg` segments of records
-//! `[payload length: u32 LE][CRC-32 of payload: u32 LE][payload: event JSON]`,
-//! `<dir>/cursor` (`<segment id> <offset>`), `<dir>/rejected.jsonl`.
+//! Layout: `<dir>/<20-digit id>.seg` segments of records (format v2, see
+//! [`record`]: magic, length, event sequence number, CRC32C, event JSON),
+//! `<dir>/cursor` (`<segment id> <offset> <next sequence>`),
+//! `<dir>/rejected.jsonl`, `<dir>/lock`.
 //! New writes always start a fresh segment, so segments of earlier processes are
 //! never appended to.
 
@@ -24,15 +25,15 @@ use std::time::{Duration, Instant};
 use crate::config::FsyncPolicy;
 use crate::event::AuditEvent;
 
-const HEADER: u64 = 8;
+pub mod record;
+
+pub use record::MAX_RECORD_BYTES;
+use record::{Decoded, HEADER};
+
 const CURSOR_FILE: &str = "cursor";
 /// Held with an exclusive advisory lock (`flock`) by the one store using the
 /// directory; the kernel releases it when the process dies, even by SIGKILL.
 pub const LOCK_FILE: &str = "lock";
-/// Largest record payload accepted when reading: an event is at most 256 KiB
-/// of `event_data` plus bounded fields, so anything past this is damage (a
-/// flipped length byte must not make recovery allocate gigabytes).
-pub const MAX_RECORD_BYTES: u32 = 1024 * 1024;
 /// Name of the file poison events are set aside in.
 pub const REJECTED_FILE: &str = "rejected.jsonl";
 
@@ -41,6 +42,8 @@ pub const REJECTED_FILE: &str = "rejected.jsonl";
 pub struct Position {
     segment: u64,
     offset: u64,
+    /// Sequence number of the record at `offset`, when known.
+    seq: Option<u64>,
 }
 
 /// Settings of a spool.
@@ -63,8 +66,12 @@ pub struct SpoolOptions {
 pub struct Recovery {
     /// Undelivered events left by earlier processes.
     pub pending: u64,
-    /// Damaged regions that had to be cut off (each logged).
+    /// Damaged regions found (each logged): skipped records, torn tails.
     pub damaged_regions: u64,
+    /// Events lost in them, counted from the sequence numbers around each
+    /// gap, plus one per torn tail of the newest segment (whose size nothing
+    /// after it can tell: a lower bound).
+    pub lost_events: u64,
 }
 
 /// An open spool. Not thread-safe by itself; the SDK keeps it behind a mutex.
@@ -90,8 +97,11 @@ pub struct Spool {
     /// Records found damaged while reading that were counted when written
     /// (each one event, counted lost); taken by delivery to resolve them.
     skipped: u64,
-    /// Damaged records found at open: never counted as pending.
-    known_damaged: std::collections::HashSet<Position>,
+    /// Losses already counted, persisted in the cursor until acknowledged
+    /// past so neither a read nor the next open counts them again.
+    counted: Counted,
+    /// Sequence number of the next record written.
+    next_seq: u64,
     dirty: bool,
     last_sync: Instant,
 }
@@ -121,41 +131,49 @@ impl Spool {
             };
             segments.insert(id, entry.metadata()?.len());
         }
-        let mut acked = read_cursor(&opts.dir)?;
+        let (mut acked, mut counted) = read_cursor(&opts.dir)?;
         // Segments wholly before the cursor were delivered; remove leftovers.
         let stale: Vec<u64> = segments.range(..acked.segment).map(|(id, _)| *id).collect();
         for id in stale {
             segments.remove(&id);
             remove_if_exists(&segment_path(&opts.dir, id))?;
         }
+        let cursor_seq = acked.seq;
         if !segments.contains_key(&acked.segment) {
             acked = Position {
                 segment: segments.keys().next().copied().unwrap_or(0),
                 offset: 0,
+                seq: None,
             };
         }
         let mut recovery = Recovery::default();
-        let mut known_damaged = std::collections::HashSet::new();
+        let mut expected = acked.seq;
         let ids: Vec<u64> = segments.keys().copied().collect();
+        let newest = ids.last().copied();
         for id in ids {
             let start = if id == acked.segment { acked.offset } else { 0 };
             let path = segment_path(&opts.dir, id);
-            let scanned = scan(&path, start)?;
+            let scanned = scan(&path, start, expected, &mut counted)?;
+            expected = scanned.expected;
             recovery.pending += scanned.count;
-            recovery.damaged_regions += scanned.skipped;
-            known_damaged.extend(scanned.damaged.iter().map(|offset| Position {
-                segment: id,
-                offset: *offset,
-            }));
-            if scanned.skipped > 0 {
+            recovery.damaged_regions += scanned.regions;
+            recovery.lost_events += scanned.lost;
+            if scanned.lost > 0 {
                 tracing::error!(
                     segment = %path.display(),
-                    lost_events = scanned.skipped,
-                    "audit spool records failed their checksum and were skipped (one event each); the records after them are kept"
+                    lost_events = scanned.lost,
+                    regions = scanned.regions,
+                    "audit spool records were damaged and skipped (loss counted in events from the sequence numbers); the records after them are kept"
                 );
             }
             if scanned.end < fs::metadata(&path)?.len() {
                 recovery.damaged_regions += 1;
+                // A torn record in the newest segment is one event (its size
+                // is unknown); a zero-filled tail (the file grew, its data
+                // never reached the disk) shows no record at all.
+                if Some(id) == newest && scanned.tail_has_data {
+                    recovery.lost_events += 1;
+                }
                 tracing::error!(
                     segment = %path.display(),
                     offset = scanned.end,
@@ -168,6 +186,10 @@ impl Spool {
             }
             segments.insert(id, scanned.end);
         }
+        let next_seq = expected.max(cursor_seq).unwrap_or(0);
+        if recovery.lost_events > 0 {
+            write_cursor(&opts.dir, acked, &counted, opts.fsync != FsyncPolicy::Never)?;
+        }
         let spool = Self {
             opts,
             lock: Some(lock),
@@ -179,7 +201,8 @@ impl Spool {
             pending: recovery.pending,
             unread: recovery.pending,
             skipped: 0,
-            known_damaged,
+            counted,
+            next_seq,
             dirty: false,
             last_sync: Instant::now(),
         };
@@ -225,16 +248,19 @@ impl Spool {
     pub fn append(&mut self, events: &[AuditEvent]) -> io::Result<usize> {
         let mut total = self.used_bytes();
         let mut written = 0;
+        let mut buf = Vec::with_capacity(1024);
         for event in events {
+            buf.clear();
             let payload = serde_json::to_vec(event).map_err(io::Error::other)?;
             let size = HEADER + payload.len() as u64;
             if total + size > self.opts.max_bytes {
                 break;
             }
+            let seq = self.next_seq;
             let (id, file) = self.writable(size)?;
-            file.write_all(&(payload.len() as u32).to_le_bytes())?;
-            file.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
-            file.write_all(&payload)?;
+            record::encode(seq, &payload, &mut buf);
+            file.write_all(&buf)?;
+            self.next_seq += 1;
             *self.segments.entry(id).or_insert(0) += size;
             total += size;
             written += 1;
@@ -309,8 +335,17 @@ impl Spool {
                 self.read = Position {
                     segment: id,
                     offset: 0,
+                    seq: Some(self.next_seq),
                 };
                 self.acked = self.read;
+                // The cursor names the first sequence number, so losing the
+                // first records is counted too.
+                write_cursor(
+                    &self.opts.dir,
+                    self.acked,
+                    &self.counted,
+                    self.opts.fsync != FsyncPolicy::Never,
+                )?;
             }
             self.writer = Some((id, BufWriter::with_capacity(256 * 1024, file)));
         }
@@ -335,6 +370,7 @@ impl Spool {
                         self.read = Position {
                             segment: next,
                             offset: 0,
+                            seq: self.read.seq,
                         };
                         self.reader = None;
                         continue;
@@ -344,39 +380,66 @@ impl Spool {
             }
             let at = self.read;
             let reader = self.reader_at(at)?;
-            match read_record(reader)? {
-                Some((payload, ok)) => {
-                    self.read.offset += HEADER + payload.len() as u64;
-                    if self.known_damaged.remove(&at) {
-                        continue; // counted at open, never pending
-                    }
+            let Some(Ok((seq, payload))) = record::read(reader)? else {
+                // Damage written over since open (or a short read): find the
+                // next valid record; the gap is counted from its sequence.
+                let resume = self.resync(at, end)?;
+                tracing::error!(
+                    segment = at.segment,
+                    offset = at.offset,
+                    resume,
+                    "audit spool record damaged since it was written; skipped to the next valid record"
+                );
+                self.read.offset = resume;
+                continue;
+            };
+            self.read.offset += HEADER + payload.len() as u64;
+            let gap = match self.read.seq {
+                Some(expected) if seq > expected => seq - expected,
+                _ => 0,
+            };
+            self.read.seq = Some(seq + 1);
+            let new = count_lost(&mut self.counted, seq - gap, seq);
+            if new > 0 {
+                self.lose_read(new, "records missing before this one");
+            }
+            match serde_json::from_slice::<AuditEvent>(&payload) {
+                Ok(event) => {
                     self.unread = self.unread.saturating_sub(1);
-                    let parsed = if ok {
-                        serde_json::from_slice::<AuditEvent>(&payload).map_err(|e| e.to_string())
-                    } else {
-                        Err("checksum mismatch".to_owned())
-                    };
-                    match parsed {
-                        Ok(event) => out.push(event),
-                        Err(e) => {
-                            self.skipped += 1;
-                            metrics::counter!(crate::metrics::DROPPED, "reason" => "spool_damaged")
-                                .increment(1);
-                            tracing::error!(error = %e, segment = self.read.segment, "audit spool record damaged since it was written; one event lost, the next records are kept");
-                        }
-                    }
+                    out.push(event);
                 }
-                None => {
-                    tracing::error!(
-                        segment = self.read.segment,
-                        offset = self.read.offset,
-                        "audit spool record failed its checksum; rest of segment skipped"
-                    );
-                    self.read.offset = end;
+                Err(e) => {
+                    if count_lost(&mut self.counted, seq, seq + 1) > 0 {
+                        self.lose_read(1, &e.to_string());
+                    }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Counts `events` lost while reading records this spool counted as
+    /// unread; delivery resolves them as lost.
+    fn lose_read(&mut self, events: u64, why: &str) {
+        self.unread = self.unread.saturating_sub(events);
+        self.skipped += events;
+        metrics::counter!(crate::metrics::DROPPED, "reason" => "spool_damaged").increment(events);
+        tracing::error!(
+            lost_events = events,
+            error = why,
+            segment = self.read.segment,
+            "audit spool events lost to damage since they were written; the next records are kept"
+        );
+    }
+
+    /// Offset of the first valid record after damage at `at` (or `end`).
+    fn resync(&mut self, at: Position, end: u64) -> io::Result<u64> {
+        let mut file = File::open(segment_path(&self.opts.dir, at.segment))?;
+        file.seek(SeekFrom::Start(at.offset))?;
+        let mut buf = Vec::new();
+        file.take(end - at.offset).read_to_end(&mut buf)?;
+        self.reader = None;
+        Ok(record::resync(&buf).map_or(end, |k| at.offset + k as u64))
     }
 
     fn reader_at(&mut self, pos: Position) -> io::Result<&mut BufReader<File>> {
@@ -435,9 +498,13 @@ impl Spool {
                 Err(e) => removed = Err(e),
             }
         }
+        if let Some(seq) = self.acked.seq {
+            self.counted.lost.retain(|_, end| *end > seq);
+        }
         write_cursor(
             &self.opts.dir,
             self.acked,
+            &self.counted,
             self.opts.fsync == FsyncPolicy::Always,
         )?;
         removed
@@ -482,29 +549,97 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-fn read_cursor(dir: &Path) -> io::Result<Position> {
-    match fs::read_to_string(dir.join(CURSOR_FILE)) {
-        Ok(text) => {
-            let mut parts = text.split_whitespace().map(str::parse::<u64>);
-            match (parts.next(), parts.next()) {
-                (Some(Ok(segment)), Some(Ok(offset))) => Ok(Position { segment, offset }),
-                _ => {
-                    tracing::error!(dir = %dir.display(), "audit spool cursor unreadable; replaying the whole spool (DataStorage deduplicates)");
-                    Ok(Position::default())
-                }
+/// Losses counted (logged, metered) and not yet acknowledged past.
+#[derive(Debug, Default)]
+struct Counted {
+    /// Sequence numbers counted lost, as disjoint `start -> end` ranges (a
+    /// gap that grows counts only its growth).
+    lost: BTreeMap<u64, u64>,
+}
+
+/// Records sequence numbers `a..b` as lost; returns how many of them were
+/// not counted before.
+fn count_lost(counted: &mut Counted, a: u64, b: u64) -> u64 {
+    if a >= b {
+        return 0;
+    }
+    let (mut lo, mut hi, mut new) = (a, b, b - a);
+    let touching: Vec<(u64, u64)> = counted
+        .lost
+        .range(..=b)
+        .filter(|(_, end)| **end >= a)
+        .map(|(s, e)| (*s, *e))
+        .collect();
+    for (s, e) in touching {
+        new -= e.min(b).saturating_sub(s.max(a));
+        lo = lo.min(s);
+        hi = hi.max(e);
+        counted.lost.remove(&s);
+    }
+    counted.lost.insert(lo, hi);
+    new
+}
+
+/// The cursor: `<segment> <offset> <sequence or ->`, then a `lost <from>-<to>...`
+/// line of sequence numbers whose loss was already counted.
+fn read_cursor(dir: &Path) -> io::Result<(Position, Counted)> {
+    let text = match fs::read_to_string(dir.join(CURSOR_FILE)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e),
+    };
+    let mut lines = text.lines();
+    let mut parts = lines
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::parse::<u64>);
+    let pos = match (parts.next(), parts.next()) {
+        (Some(Ok(segment)), Some(Ok(offset))) => Position {
+            segment,
+            offset,
+            seq: parts.next().and_then(Result::ok),
+        },
+        _ => {
+            tracing::error!(dir = %dir.display(), "audit spool cursor unreadable; replaying the whole spool (DataStorage deduplicates)");
+            return Ok(Default::default());
+        }
+    };
+    let mut counted = Counted::default();
+    for line in lines {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("lost") {
+            continue;
+        }
+        for w in words {
+            let range = w
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+            if let Some((a, b)) = range {
+                count_lost(&mut counted, a, b);
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Position::default()),
-        Err(e) => Err(e),
     }
+    Ok((pos, counted))
 }
 
 /// Replaces the cursor atomically (write a temporary file, then rename).
-fn write_cursor(dir: &Path, pos: Position, durable: bool) -> io::Result<()> {
+fn write_cursor(dir: &Path, pos: Position, counted: &Counted, durable: bool) -> io::Result<()> {
     let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
     {
-        let mut f = File::create(&tmp)?;
-        write!(f, "{} {}", pos.segment, pos.offset)?;
+        let mut f = BufWriter::new(File::create(&tmp)?);
+        match pos.seq {
+            Some(seq) => write!(f, "{} {} {seq}", pos.segment, pos.offset)?,
+            None => write!(f, "{} {} -", pos.segment, pos.offset)?,
+        }
+        if !counted.lost.is_empty() {
+            write!(f, "\nlost")?;
+            for (a, b) in &counted.lost {
+                write!(f, " {a}-{b}")?;
+            }
+        }
+        writeln!(f)?;
+        let f = f.into_inner().map_err(|e| e.into_error())?;
         if durable {
             f.sync_data()?;
         }
@@ -512,76 +647,70 @@ fn write_cursor(dir: &Path, pos: Position, durable: bool) -> io::Result<()> {
     fs::rename(&tmp, dir.join(CURSOR_FILE))
 }
 
-/// One record: `Some((payload, checksum_ok))`, or `None` at a clean end, a
-/// torn tail, or a length that cannot be a record (zero, past
-/// [`MAX_RECORD_BYTES`]): without a trustworthy length nothing after it can be
-/// found, so it ends the readable part of the segment.
-fn read_record(r: &mut impl Read) -> io::Result<Option<(Vec<u8>, bool)>> {
-    let mut header = [0u8; HEADER as usize];
-    if !read_full(r, &mut header)? {
-        return Ok(None);
-    }
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    // Zero length: zero-filled bytes (a crash after a file grew) would
-    // otherwise pass as empty records, since the CRC-32 of "" is 0.
-    if len == 0 || len > MAX_RECORD_BYTES {
-        return Ok(None);
-    }
-    let mut payload = vec![0u8; len as usize];
-    if !read_full(r, &mut payload)? {
-        return Ok(None);
-    }
-    let ok = crc32fast::hash(&payload) == crc;
-    Ok(Some((payload, ok)))
-}
-
-/// Fills `buf`; false when the input ends first.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
 /// What a segment holds after `start`.
 struct Scanned {
     /// Records that pass their checksum and parse.
     count: u64,
-    /// Offsets of the skipped records.
-    damaged: Vec<u64>,
-    /// Records with a plausible length that fail their checksum or do not
-    /// parse: skipped, one event lost each.
-    skipped: u64,
-    /// End of the last readable record (torn or unreadable tail after it).
+    /// Damaged regions skipped inside the segment (the torn tail aside).
+    regions: u64,
+    /// Events lost in them: sequence gaps plus unparseable records.
+    lost: u64,
+    /// Sequence number expected next.
+    expected: Option<u64>,
+    /// End of the last valid record (a torn or unreadable tail after it).
     end: u64,
+    /// Whether the tail after `end` holds anything but zeros.
+    tail_has_data: bool,
 }
 
-/// Scans the records from `start`.
-fn scan(path: &Path, start: u64) -> io::Result<Scanned> {
-    let mut reader = BufReader::new(File::open(path)?);
-    reader.seek(SeekFrom::Start(start))?;
+/// Scans the records from `start`, expecting sequence `expected` first.
+fn scan(
+    path: &Path,
+    start: u64,
+    expected: Option<u64>,
+    counted: &mut Counted,
+) -> io::Result<Scanned> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)?;
     let mut scanned = Scanned {
         count: 0,
-        damaged: Vec::new(),
-        skipped: 0,
+        regions: 0,
+        lost: 0,
+        expected,
         end: start,
+        tail_has_data: false,
     };
-    while let Some((payload, ok)) = read_record(&mut reader)? {
-        if ok && serde_json::from_slice::<AuditEvent>(&payload).is_ok() {
-            scanned.count += 1;
-        } else {
-            scanned.skipped += 1;
-            scanned.damaged.push(scanned.end);
+    let mut i = 0;
+    while i < buf.len() {
+        match record::decode(&buf[i..]) {
+            Decoded::Valid { seq, payload } => {
+                if let Some(e) = scanned.expected.filter(|e| seq > *e) {
+                    scanned.lost += count_lost(counted, e, seq);
+                }
+                scanned.expected = Some(seq + 1);
+                if serde_json::from_slice::<AuditEvent>(payload).is_ok() {
+                    scanned.count += 1;
+                } else {
+                    scanned.regions += 1;
+                    scanned.lost += count_lost(counted, seq, seq + 1);
+                }
+                i += HEADER as usize + payload.len();
+                scanned.end = start + i as u64;
+            }
+            Decoded::Damaged => match record::resync(&buf[i..]) {
+                Some(k) => {
+                    scanned.regions += 1;
+                    i += k;
+                }
+                None => break,
+            },
         }
-        scanned.end += HEADER + payload.len() as u64;
     }
+    scanned.tail_has_data = buf[(scanned.end - start) as usize..]
+        .iter()
+        .any(|b| *b != 0);
     Ok(scanned)
 }
 
@@ -711,7 +840,8 @@ mod tests {
             rec,
             Recovery {
                 pending: 2,
-                damaged_regions: 1
+                damaged_regions: 1,
+                lost_events: 1,
             }
         );
         assert_eq!(spool.read_batch(10).unwrap().len(), 2);
@@ -734,7 +864,8 @@ mod tests {
             rec,
             Recovery {
                 pending: 2,
-                damaged_regions: 1
+                damaged_regions: 1,
+                lost_events: 1,
             },
             "one damaged record is one lost event"
         );
@@ -836,6 +967,112 @@ mod tests {
         fs::remove_dir(dir.path().join("cursor.tmp")).unwrap();
         let (_, rec) = Spool::open(opts(dir.path())).unwrap();
         assert!(rec.pending <= 60, "at worst a replay of the kept segment");
+    }
+
+    /// Offsets of the records in a segment (from their lengths).
+    fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at < bytes.len() {
+            out.push(at);
+            let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+            at += HEADER as usize + len as usize;
+        }
+        out
+    }
+
+    #[test]
+    fn a_damaged_length_in_the_middle_loses_that_event_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = events(5);
+        {
+            let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+            spool.append(&written).unwrap();
+        }
+        let seg = only_segment(dir.path());
+        let mut bytes = fs::read(&seg).unwrap();
+        let at = record_offsets(&bytes);
+        bytes[at[1] + 6] ^= 0x40; // the second record's length: nothing after it lines up
+        fs::write(&seg, bytes).unwrap();
+        let (mut spool, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert_eq!(
+            rec,
+            Recovery {
+                pending: 4,
+                damaged_regions: 1,
+                lost_events: 1
+            }
+        );
+        let back = spool.read_batch(10).unwrap();
+        assert_eq!(back, [&written[..1], &written[2..]].concat());
+        assert_eq!(
+            spool.unread(),
+            0,
+            "the gap is not counted again while reading"
+        );
+    }
+
+    #[test]
+    fn a_zeroed_run_of_records_is_counted_in_events_from_the_sequence_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = events(6);
+        {
+            let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+            spool.append(&written).unwrap();
+        }
+        let seg = only_segment(dir.path());
+        let mut bytes = fs::read(&seg).unwrap();
+        let at = record_offsets(&bytes);
+        bytes[at[1]..at[4]].fill(0); // records 2, 3 and 4 zeroed
+        fs::write(&seg, bytes).unwrap();
+        let (mut spool, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert_eq!(rec.pending, 3);
+        assert_eq!(rec.lost_events, 3, "one region, three events");
+        assert_eq!(rec.damaged_regions, 1);
+        let back = spool.read_batch(10).unwrap();
+        assert_eq!(back, [&written[..1], &written[4..]].concat());
+    }
+
+    #[test]
+    fn damage_after_open_is_counted_in_events_while_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = events(5);
+        let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+        spool.append(&written).unwrap();
+        let seg = only_segment(dir.path());
+        let mut bytes = fs::read(&seg).unwrap();
+        let at = record_offsets(&bytes);
+        bytes[at[1]..at[3]].fill(0xAA);
+        fs::write(&seg, bytes).unwrap();
+        let back = spool.read_batch(10).unwrap();
+        assert_eq!(back, [&written[..1], &written[3..]].concat());
+        assert_eq!(spool.take_skipped(), 2);
+        assert_eq!(spool.unread(), 0);
+    }
+
+    #[test]
+    fn the_sequence_continues_across_restarts_so_a_lost_first_record_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+            spool.append(&events(3)).unwrap();
+            spool.read_batch(3).unwrap();
+            spool.ack(3).unwrap();
+            spool.append(&events(3)).unwrap();
+        }
+        let seg = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .max()
+            .unwrap();
+        let cursor = fs::read_to_string(dir.path().join("cursor")).unwrap();
+        let offset: usize = cursor.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[offset + 30] ^= 1; // the first record after the cursor
+        fs::write(&seg, bytes).unwrap();
+        let (_, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert_eq!((rec.pending, rec.lost_events), (2, 1));
     }
 
     fn only_segment(dir: &Path) -> PathBuf {

@@ -147,11 +147,11 @@ impl AuditStore {
         shared
             .spool_pending
             .store(replayed.pending, Ordering::Relaxed);
-        if replayed.damaged_regions > 0 {
+        if replayed.lost_events > 0 {
             shared.lose(
                 "spool_damaged",
-                replayed.damaged_regions,
-                "damaged spool records were cut off at startup (count is of damaged regions)",
+                replayed.lost_events,
+                "damaged spool records were skipped at startup (counted in events from the sequence numbers)",
             );
         }
         let (tx, rx) = mpsc::unbounded_channel();
