@@ -78,7 +78,8 @@ async fn drive(backend: Arc<dyn RemediationBackend>, rate: u64, seconds: u64) ->
         run.latencies.push(latency);
         match outcome {
             Ok(Outcome::Created { .. }) => run.created += 1,
-            Ok(Outcome::Duplicate { .. }) => {}
+            // Only firing alerts are sent: nothing resolves or is ignored.
+            Ok(Outcome::Duplicate { .. } | Outcome::Resolved { .. } | Outcome::Ignored { .. }) => {}
             Err(_) => run.errors += 1,
         }
     }
