@@ -274,8 +274,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 // Ignored while the defect it found is open (issue 12): after two or more
 // crashes with damage (e.g. Append(7), Append(4), FlipBit, FlipBit, or
 // Append(6), FlipBit, TornLast, FlipBit), a recovery counts 0 lost events
-// where one more event was lost: losses already recorded in the cursor's
-// `lost a-b` ranges hide a new gap next to them. Run it with `--ignored`.
+// where one more event was lost (cause not diagnosed yet; the cursor's
+// `lost a-b` ranges are the first suspect). Run it with `--ignored`.
 #[test]
 #[ignore = "finds an open loss-counting defect across repeated crashes (issue 12)"]
 fn the_spool_matches_its_model_through_crashes_and_damage() {
