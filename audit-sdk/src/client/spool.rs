@@ -69,8 +69,9 @@ pub struct Recovery {
     /// Damaged regions found (each logged): skipped records, torn tails.
     pub damaged_regions: u64,
     /// Events lost in them, counted from the sequence numbers around each
-    /// gap, plus one per torn tail of the newest segment (whose size nothing
-    /// after it can tell: a lower bound).
+    /// gap, plus one per damaged tail of a segment (whose size nothing after
+    /// it can tell: a lower bound), each sequence number counted once across
+    /// opens.
     pub lost_events: u64,
 }
 
@@ -148,6 +149,10 @@ impl Spool {
         }
         let mut recovery = Recovery::default();
         let mut expected = acked.seq;
+        // Tails to cut off, after the cursor has counted their loss: a crash
+        // in between then counts a tail twice (a false alarm) instead of
+        // losing it uncounted.
+        let mut cuts = Vec::new();
         let ids: Vec<u64> = segments.keys().copied().collect();
         let newest = ids.last().copied();
         for id in ids {
@@ -168,27 +173,54 @@ impl Spool {
             }
             if scanned.end < fs::metadata(&path)?.len() {
                 recovery.damaged_regions += 1;
-                // A torn record in the newest segment is one event (its size
-                // is unknown); a zero-filled tail (the file grew, its data
-                // never reached the disk) shows no record at all.
-                if Some(id) == newest && scanned.tail_has_data {
-                    recovery.lost_events += 1;
+                // A torn or damaged tail holds at least one record: the one
+                // numbered `expected` (its size is unknown, so one event, a
+                // lower bound). It is counted in any segment, not only the
+                // newest: once cut off, no later record may be left to
+                // measure the gap from. Recording it in `counted` keeps a
+                // later gap from counting it again, and moving `expected`
+                // past it keeps new appends from reusing its number. A
+                // zero-filled tail (the file grew, its data never reached
+                // the disk) shows no record at all.
+                if scanned.tail_has_data {
+                    match expected {
+                        Some(seq) => {
+                            // Records of the tail counted before (damaged in
+                            // the middle of the segment on an earlier open,
+                            // still on disk) are not the new loss: the first
+                            // number not counted yet is.
+                            let seq = counted.first_uncounted(seq);
+                            recovery.lost_events += count_lost(&mut counted, seq, seq + 1);
+                            expected = Some(seq + 1);
+                        }
+                        None if Some(id) == newest => recovery.lost_events += 1,
+                        None => {}
+                    }
                 }
                 tracing::error!(
                     segment = %path.display(),
                     offset = scanned.end,
                     "audit spool segment ends in a torn or unreadable tail; cut off there"
                 );
-                OpenOptions::new()
-                    .write(true)
-                    .open(&path)?
-                    .set_len(scanned.end)?;
+                cuts.push((path, scanned.end));
             }
             segments.insert(id, scanned.end);
         }
-        let next_seq = expected.max(cursor_seq).unwrap_or(0);
+        // Sequence numbers counted lost were written, and so was every
+        // number below them: a counted range past the last valid record
+        // means the records between were lost too (cut off with a tail, or
+        // damaged since).
+        if let (Some(seq), Some(high)) = (expected, counted.high()) {
+            if high > seq {
+                recovery.lost_events += count_lost(&mut counted, seq, high);
+            }
+        }
+        let next_seq = expected.max(cursor_seq).max(counted.high()).unwrap_or(0);
         if recovery.lost_events > 0 {
             write_cursor(&opts.dir, acked, &counted, opts.fsync != FsyncPolicy::Never)?;
+        }
+        for (path, end) in cuts {
+            OpenOptions::new().write(true).open(&path)?.set_len(end)?;
         }
         let spool = Self {
             opts,
@@ -555,6 +587,21 @@ struct Counted {
     /// Sequence numbers counted lost, as disjoint `start -> end` ranges (a
     /// gap that grows counts only its growth).
     lost: BTreeMap<u64, u64>,
+}
+
+impl Counted {
+    /// One past the highest sequence number counted lost.
+    fn high(&self) -> Option<u64> {
+        self.lost.values().next_back().copied()
+    }
+
+    /// The first sequence number from `seq` on that is not counted lost.
+    fn first_uncounted(&self, seq: u64) -> u64 {
+        match self.lost.range(..=seq).next_back() {
+            Some((_, end)) if *end > seq => *end,
+            _ => seq,
+        }
+    }
 }
 
 /// Records sequence numbers `a..b` as lost; returns how many of them were
@@ -1073,6 +1120,60 @@ mod tests {
         fs::write(&seg, bytes).unwrap();
         let (_, rec) = Spool::open(opts(dir.path())).unwrap();
         assert_eq!((rec.pending, rec.lost_events), (2, 1));
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut segs: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        segs.sort();
+        segs
+    }
+
+    /// Found by the model test (`tests/spool_model.rs`): the newest segment's
+    /// only record is torn (counted, cut off to an empty file), then the last
+    /// record of the sealed segment before it is damaged. Nothing follows it
+    /// any more to measure the gap from, so it was counted as 0 events.
+    #[test]
+    fn a_damaged_last_record_of_a_sealed_segment_is_counted_when_nothing_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut spool, _) = Spool::open(opts(dir.path())).unwrap();
+            spool.append(&events(40)).unwrap();
+        }
+        let segs = segment_files(dir.path());
+        assert!(segs.len() >= 2, "{segs:?}");
+        let (sealed, newest) = (&segs[segs.len() - 2], &segs[segs.len() - 1]);
+        // A crash tore the newest segment's first record: every record of it is lost.
+        OpenOptions::new()
+            .write(true)
+            .open(newest)
+            .unwrap()
+            .set_len(HEADER + 3)
+            .unwrap();
+        let (_, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert!(rec.lost_events >= 1, "{rec:?}");
+        let pending = rec.pending;
+        // Then the sealed segment's last record is damaged.
+        let mut bytes = fs::read(sealed).unwrap();
+        let last = *record_offsets(&bytes).last().unwrap();
+        bytes[last] ^= 1;
+        fs::write(sealed, bytes).unwrap();
+        let (mut spool, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert_eq!(
+            (rec.pending, rec.lost_events),
+            (pending - 1, 1),
+            "the damaged record is one lost event"
+        );
+        assert_eq!(spool.read_batch(100).unwrap().len() as u64, pending - 1);
+        // And appends after it do not reuse a sequence number counted lost:
+        // the gap before them is counted once, not again.
+        spool.append(&events(2)).unwrap();
+        drop(spool);
+        let (_, rec) = Spool::open(opts(dir.path())).unwrap();
+        assert_eq!((rec.pending, rec.lost_events), (pending + 1, 0));
     }
 
     fn only_segment(dir: &Path) -> PathBuf {
