@@ -20,12 +20,16 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::FsyncPolicy;
 use crate::event::AuditEvent;
 
+pub mod file_io;
 pub mod record;
+
+use file_io::{AppendFile, ReadFile, RealIo, SpoolIo};
 
 pub use record::MAX_RECORD_BYTES;
 use record::{Decoded, HEADER};
@@ -79,14 +83,16 @@ pub struct Recovery {
 #[derive(Debug)]
 pub struct Spool {
     opts: SpoolOptions,
+    /// Every file operation (the fault-injection seam of the tests).
+    io: Arc<dyn SpoolIo>,
     /// The locked lock file; `None` once released by `close()`.
     lock: Option<File>,
     /// Every segment on disk with its valid length.
     segments: BTreeMap<u64, u64>,
     /// The segment being written, created on first append.
-    writer: Option<(u64, BufWriter<File>)>,
+    writer: Option<(u64, BufWriter<Box<dyn AppendFile>>)>,
     /// The reader's open segment.
-    reader: Option<(u64, BufReader<File>)>,
+    reader: Option<(u64, BufReader<Box<dyn ReadFile>>)>,
     /// Next record to hand to delivery.
     read: Position,
     /// Everything before this is acknowledged (persisted in `cursor`).
@@ -111,6 +117,11 @@ impl Spool {
     /// Opens (or creates) the spool in `opts.dir`, validating every record after
     /// the cursor and cutting off torn or corrupt tails.
     pub fn open(opts: SpoolOptions) -> io::Result<(Self, Recovery)> {
+        Self::open_with(opts, Arc::new(RealIo))
+    }
+
+    /// [`Spool::open`] with every file operation going through `io`.
+    pub fn open_with(opts: SpoolOptions, io: Arc<dyn SpoolIo>) -> io::Result<(Self, Recovery)> {
         if opts.segment_bytes.saturating_mul(2) > opts.max_bytes {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -137,7 +148,7 @@ impl Spool {
         let stale: Vec<u64> = segments.range(..acked.segment).map(|(id, _)| *id).collect();
         for id in stale {
             segments.remove(&id);
-            remove_if_exists(&segment_path(&opts.dir, id))?;
+            io.remove_file(&segment_path(&opts.dir, id))?;
         }
         let cursor_seq = acked.seq;
         if !segments.contains_key(&acked.segment) {
@@ -158,7 +169,7 @@ impl Spool {
         for id in ids {
             let start = if id == acked.segment { acked.offset } else { 0 };
             let path = segment_path(&opts.dir, id);
-            let scanned = scan(&path, start, expected, &mut counted)?;
+            let scanned = scan(io.as_ref(), &path, start, expected, &mut counted)?;
             expected = scanned.expected;
             recovery.pending += scanned.count;
             recovery.damaged_regions += scanned.regions;
@@ -217,13 +228,20 @@ impl Spool {
         }
         let next_seq = expected.max(cursor_seq).max(counted.high()).unwrap_or(0);
         if recovery.lost_events > 0 {
-            write_cursor(&opts.dir, acked, &counted, opts.fsync != FsyncPolicy::Never)?;
+            write_cursor(
+                io.as_ref(),
+                &opts.dir,
+                acked,
+                &counted,
+                opts.fsync != FsyncPolicy::Never,
+            )?;
         }
         for (path, end) in cuts {
-            OpenOptions::new().write(true).open(&path)?.set_len(end)?;
+            io.set_len(&path, end)?;
         }
         let spool = Self {
             opts,
+            io,
             lock: Some(lock),
             segments,
             writer: None,
@@ -277,7 +295,19 @@ impl Spool {
 
     /// Appends events in order until one does not fit in `max_bytes`; returns how
     /// many were written. Fsyncs according to the policy.
+    ///
+    /// All or nothing: on an error (ENOSPC, a failed fsync) the segments are
+    /// cut back to where they were, so the caller may keep the events and
+    /// append them again without a duplicate on disk. Only when the cut fails
+    /// too (the disk is gone) may records of a failed append come back after
+    /// a restart; DataStorage deduplicates those.
     pub fn append(&mut self, events: &[AuditEvent]) -> io::Result<usize> {
+        let before = (self.segments.clone(), self.next_seq);
+        self.append_all(events)
+            .inspect_err(|_| self.roll_back(before))
+    }
+
+    fn append_all(&mut self, events: &[AuditEvent]) -> io::Result<usize> {
         let mut total = self.used_bytes();
         let mut written = 0;
         let mut buf = Vec::with_capacity(1024);
@@ -302,8 +332,6 @@ impl Spool {
             if let Some((_, w)) = self.writer.as_mut() {
                 w.flush()?;
             }
-            self.pending += written as u64;
-            self.unread += written as u64;
             self.dirty = true;
             match self.opts.fsync {
                 FsyncPolicy::Always => self.sync()?,
@@ -312,8 +340,35 @@ impl Spool {
                 }
                 _ => {}
             }
+            self.pending += written as u64;
+            self.unread += written as u64;
         }
         Ok(written)
+    }
+
+    /// Undoes a failed append: drops what the writer still buffers (without
+    /// writing it) and cuts every segment back to its length before.
+    fn roll_back(&mut self, (before, next_seq): (BTreeMap<u64, u64>, u64)) {
+        if let Some((_, w)) = self.writer.take() {
+            // `into_parts` hands the buffer back instead of flushing it.
+            drop(w.into_parts());
+        }
+        self.next_seq = next_seq;
+        for (id, len) in self.segments.iter_mut() {
+            let old = before.get(id).copied().unwrap_or(0);
+            if *len != old {
+                if let Err(e) = self.io.set_len(&segment_path(&self.opts.dir, *id), old) {
+                    tracing::error!(
+                        error = %e,
+                        segment = id,
+                        "audit spool cannot cut back a failed append; after a restart its records may be sent twice (DataStorage deduplicates)"
+                    );
+                }
+                *len = old;
+            }
+        }
+        // The next append starts a fresh segment after the cut one.
+        self.reader = None;
     }
 
     /// Forces written events to disk.
@@ -340,7 +395,10 @@ impl Spool {
         Ok(())
     }
 
-    fn writable(&mut self, next_record: u64) -> io::Result<(u64, &mut BufWriter<File>)> {
+    fn writable(
+        &mut self,
+        next_record: u64,
+    ) -> io::Result<(u64, &mut BufWriter<Box<dyn AppendFile>>)> {
         let full = match &self.writer {
             Some((id, _)) => {
                 let len = self.segments.get(id).copied().unwrap_or(0);
@@ -353,14 +411,11 @@ impl Spool {
                 self.sync()?;
             }
             let id = self.segments.keys().next_back().map_or(1, |last| last + 1);
-            let file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(segment_path(&self.opts.dir, id))?;
+            let file = self.io.create_append(&segment_path(&self.opts.dir, id))?;
             // The new file's directory entry must be durable before any fsync
             // of its content can make a durable acknowledgement true.
             if self.opts.fsync != FsyncPolicy::Never {
-                File::open(&self.opts.dir)?.sync_all()?;
+                self.io.sync_dir(&self.opts.dir)?;
             }
             self.segments.insert(id, 0);
             if self.segments.len() == 1 || self.read.segment == 0 {
@@ -373,6 +428,7 @@ impl Spool {
                 // The cursor names the first sequence number, so losing the
                 // first records is counted too.
                 write_cursor(
+                    self.io.as_ref(),
                     &self.opts.dir,
                     self.acked,
                     &self.counted,
@@ -466,7 +522,9 @@ impl Spool {
 
     /// Offset of the first valid record after damage at `at` (or `end`).
     fn resync(&mut self, at: Position, end: u64) -> io::Result<u64> {
-        let mut file = File::open(segment_path(&self.opts.dir, at.segment))?;
+        let mut file = self
+            .io
+            .open_read(&segment_path(&self.opts.dir, at.segment))?;
         file.seek(SeekFrom::Start(at.offset))?;
         let mut buf = Vec::new();
         file.take(end - at.offset).read_to_end(&mut buf)?;
@@ -474,10 +532,12 @@ impl Spool {
         Ok(record::resync(&buf).map_or(end, |k| at.offset + k as u64))
     }
 
-    fn reader_at(&mut self, pos: Position) -> io::Result<&mut BufReader<File>> {
+    fn reader_at(&mut self, pos: Position) -> io::Result<&mut BufReader<Box<dyn ReadFile>>> {
         let reopen = !matches!(&self.reader, Some((id, _)) if *id == pos.segment);
         if reopen {
-            let file = File::open(segment_path(&self.opts.dir, pos.segment))?;
+            let file = self
+                .io
+                .open_read(&segment_path(&self.opts.dir, pos.segment))?;
             self.reader = Some((pos.segment, BufReader::with_capacity(256 * 1024, file)));
         }
         let (_, reader) = self.reader.as_mut().expect("set above");
@@ -510,10 +570,22 @@ impl Spool {
     pub fn ack_to(&mut self, to: Position, count: u64) -> io::Result<()> {
         self.pending = self.pending.saturating_sub(count);
         self.acked = to;
-        // Deletion never waits on the cursor: on a full disk the cursor write
-        // fails, and deleting the delivered segments is what frees the space.
-        // A crash before the cursor is persisted only replays acknowledged
-        // events of the kept segment (DataStorage deduplicates).
+        if let Some(seq) = self.acked.seq {
+            self.counted.lost.retain(|_, end| *end > seq);
+        }
+        // The cursor first: a crash after it finds the delivered segments
+        // stale and removes them at open. Deletion never waits on the
+        // cursor: on a full disk the cursor write fails, and deleting the
+        // delivered segments is what frees the space (a crash then replays
+        // the acknowledged events of the kept segment; DataStorage
+        // deduplicates).
+        let cursor = write_cursor(
+            self.io.as_ref(),
+            &self.opts.dir,
+            self.acked,
+            &self.counted,
+            self.opts.fsync == FsyncPolicy::Always,
+        );
         let writing = self.writer.as_ref().map(|(id, _)| *id);
         let done: Vec<u64> = self
             .segments
@@ -523,23 +595,14 @@ impl Spool {
             .collect();
         let mut removed = Ok(());
         for id in done {
-            match remove_if_exists(&segment_path(&self.opts.dir, id)) {
+            match self.io.remove_file(&segment_path(&self.opts.dir, id)) {
                 Ok(()) => {
                     self.segments.remove(&id);
                 }
                 Err(e) => removed = Err(e),
             }
         }
-        if let Some(seq) = self.acked.seq {
-            self.counted.lost.retain(|_, end| *end > seq);
-        }
-        write_cursor(
-            &self.opts.dir,
-            self.acked,
-            &self.counted,
-            self.opts.fsync == FsyncPolicy::Always,
-        )?;
-        removed
+        cursor.and(removed)
     }
 
     /// Appends a poison event to the rejected file.
@@ -572,13 +635,6 @@ pub fn append_rejected(
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
-}
-
-fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 /// Losses counted (logged, metered) and not yet acknowledged past.
@@ -671,27 +727,28 @@ fn read_cursor(dir: &Path) -> io::Result<(Position, Counted)> {
 }
 
 /// Replaces the cursor atomically (write a temporary file, then rename).
-fn write_cursor(dir: &Path, pos: Position, counted: &Counted, durable: bool) -> io::Result<()> {
-    let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
-    {
-        let mut f = BufWriter::new(File::create(&tmp)?);
-        match pos.seq {
-            Some(seq) => write!(f, "{} {} {seq}", pos.segment, pos.offset)?,
-            None => write!(f, "{} {} -", pos.segment, pos.offset)?,
-        }
-        if !counted.lost.is_empty() {
-            write!(f, "\nlost")?;
-            for (a, b) in &counted.lost {
-                write!(f, " {a}-{b}")?;
-            }
-        }
-        writeln!(f)?;
-        let f = f.into_inner().map_err(|e| e.into_error())?;
-        if durable {
-            f.sync_data()?;
+fn write_cursor(
+    io: &dyn SpoolIo,
+    dir: &Path,
+    pos: Position,
+    counted: &Counted,
+    durable: bool,
+) -> io::Result<()> {
+    use std::fmt::Write as _;
+    let mut text = match pos.seq {
+        Some(seq) => format!("{} {} {seq}", pos.segment, pos.offset),
+        None => format!("{} {} -", pos.segment, pos.offset),
+    };
+    if !counted.lost.is_empty() {
+        text.push_str("\nlost");
+        for (a, b) in &counted.lost {
+            let _ = write!(text, " {a}-{b}");
         }
     }
-    fs::rename(&tmp, dir.join(CURSOR_FILE))
+    text.push('\n');
+    let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
+    io.write_file(&tmp, text.as_bytes(), durable)?;
+    io.rename(&tmp, &dir.join(CURSOR_FILE))
 }
 
 /// What a segment holds after `start`.
@@ -712,12 +769,13 @@ struct Scanned {
 
 /// Scans the records from `start`, expecting sequence `expected` first.
 fn scan(
+    io: &dyn SpoolIo,
     path: &Path,
     start: u64,
     expected: Option<u64>,
     counted: &mut Counted,
 ) -> io::Result<Scanned> {
-    let mut file = File::open(path)?;
+    let mut file = io.open_read(path)?;
     file.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
     file.read_to_end(&mut buf)?;
