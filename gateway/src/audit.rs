@@ -8,7 +8,10 @@
 //! With `audit.durable_ack` (default on when `audit.spool_dir` is set) the
 //! signal handler awaits [`GatewayAudit::durable`] before answering: a 2xx then
 //! implies the signal's audit events are fsynced in the spool, so a SIGKILL of
-//! the Gateway right after the answer loses none of them.
+//! the Gateway right after the answer loses none of them. When the spool cannot
+//! confirm them within `audit.durable_ack_timeout` (full spool, failing or
+//! stalled disk) the answer is 503 with Retry-After instead: the sender
+//! (Alertmanager) retries, and the retry is deduplicated.
 
 use audit_sdk::payload::{DeduplicationStatus, GatewayEventData};
 use audit_sdk::{AuditEvent, AuditStore, EventOutcome};
@@ -16,6 +19,7 @@ use uuid::Uuid;
 
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::signal::{ResourceRef, Signal};
+use crate::remediation::BackendError;
 use crate::telemetry::names;
 
 /// Event types, defined once for the code and the tests.
@@ -55,6 +59,7 @@ pub struct Subject<'a> {
 pub struct GatewayAudit {
     store: AuditStore,
     durable_ack: bool,
+    durable_ack_timeout: std::time::Duration,
 }
 
 impl GatewayAudit {
@@ -63,21 +68,30 @@ impl GatewayAudit {
     /// [`audit_sdk::AuditConfig::durable_ack_enabled`]).
     pub fn new(store: AuditStore) -> Self {
         let durable_ack = store.config().durable_ack_enabled();
-        Self { store, durable_ack }
+        let durable_ack_timeout = store.config().durable_ack_timeout;
+        Self {
+            store,
+            durable_ack,
+            durable_ack_timeout,
+        }
     }
 
     /// With durable acknowledgement on, waits until every audit event recorded
     /// so far (this signal's included) is on disk; one fsync covers the events
-    /// of all signals in flight (group commit). A failure is logged and
-    /// counted; the answer stays what the remediation outcome says.
-    pub async fn durable(&self) {
+    /// of all signals in flight (group commit), for at most
+    /// `audit.durable_ack_timeout`. A failure (disk error, full spool, stalled
+    /// disk, missed deadline) is logged, counted and returned: the caller
+    /// answers 503 + Retry-After, never a 2xx without a durable audit trail.
+    pub async fn durable(&self) -> Result<(), BackendError> {
         if !self.durable_ack {
-            return;
+            return Ok(());
         }
-        if let Err(e) = self.store.sync().await {
+        let deadline = tokio::time::Instant::now() + self.durable_ack_timeout;
+        self.store.sync_within(deadline).await.map_err(|e| {
             metrics::counter!(names::AUDIT_FAILURES, "event_type" => "durable_ack").increment(1);
-            tracing::error!(error = %e, "audit events of this signal are not confirmed durable; answering anyway");
-        }
+            tracing::error!(error = %e, "audit events of this signal are not confirmed durable; answering 503");
+            BackendError::AuditNotDurable(e.to_string())
+        })
     }
 
     /// The underlying store (readiness, close).

@@ -72,6 +72,12 @@ pub struct AuditConfig {
     /// [`crate::AuditStore::sync`]). Unset: on when `spool_dir` is set. The
     /// Gateway honours it; see [`AuditConfig::durable_ack_enabled`].
     pub durable_ack: Option<bool>,
+    /// Longest wait of a durable acknowledgement in the embedding service
+    /// (the Gateway's signal answer): past it the service answers 503 with
+    /// Retry-After instead of a 2xx without a durable audit trail. Below
+    /// Alertmanager's 10 s webhook timeout, so the sender sees the 503.
+    #[serde(with = "humantime_serde")]
+    pub durable_ack_timeout: Duration,
     /// Bearer token file; default: the projected ServiceAccount token when present.
     pub token_file: Option<PathBuf>,
     /// How often the token file is re-read (it is also re-read after a 401).
@@ -117,6 +123,7 @@ impl Default for AuditConfig {
             spool_fsync: FsyncPolicy::Interval,
             spool_fsync_interval: Duration::from_secs(1),
             durable_ack: None,
+            durable_ack_timeout: Duration::from_secs(5),
             token_file: None,
             token_refresh_interval: Duration::from_secs(60),
             ca_file: None,
@@ -180,6 +187,9 @@ impl AuditConfig {
                 "spool_max_bytes ({}) must be at least 2 x spool_segment_bytes ({})",
                 self.spool_max_bytes, self.spool_segment_bytes
             ));
+        }
+        if self.durable_ack_timeout.is_zero() {
+            return Err("durable_ack_timeout must be greater than zero".into());
         }
         if self.durable_ack == Some(true) && self.spool_dir.is_none() {
             return Err(

@@ -211,7 +211,8 @@ impl AuditStore {
         event.event_id.get_or_insert_with(Uuid::now_v7);
         event.validate().map_err(RecordError::from)?;
         let (event_id, number) = self.enqueue_numbered(event)?;
-        self.wait_durable(number, self.shared.config.flush_timeout)
+        let timeout = self.shared.config.flush_timeout;
+        self.wait_durable(number, tokio::time::Instant::now() + timeout)
             .await
             .map_err(|e| match e {
                 WaitError::Timeout(waited) => DurableError::Timeout { event_id, waited },
@@ -221,8 +222,13 @@ impl AuditStore {
     }
 
     /// Waits until every event up to FIFO number `number` is durable.
-    async fn wait_durable(&self, number: u64, timeout: Duration) -> Result<(), WaitError> {
+    async fn wait_durable(
+        &self,
+        number: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), WaitError> {
         let shared = &self.shared;
+        let started = tokio::time::Instant::now();
         let mut durable = shared.durable.subscribe();
         let mut resolved = shared.resolved.subscribe();
         if shared.config.spool_dir.is_some() {
@@ -238,10 +244,12 @@ impl AuditStore {
                 r = resolved.wait_for(|r| *r >= number) => r.map(|_| ()),
             }
         };
-        match tokio::time::timeout(timeout, done).await {
+        match tokio::time::timeout_at(deadline, done).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(WaitError::Closed),
-            Err(_) => Err(WaitError::Timeout(timeout)),
+            Err(_) => Err(WaitError::Timeout(
+                deadline.saturating_duration_since(started),
+            )),
         }
     }
 
@@ -331,21 +339,29 @@ impl AuditStore {
     /// recorded depends on memory. Group-committed with concurrent
     /// [`record_durable`](Self::record_durable) calls.
     pub async fn sync(&self) -> Result<(), SyncError> {
+        self.sync_within(tokio::time::Instant::now() + self.shared.config.flush_timeout)
+            .await
+    }
+
+    /// [`sync`](Self::sync) bounded by the caller's own `deadline` (a request
+    /// that must be answered before its sender gives up). A disk that fails
+    /// keeps the events in memory and this returns
+    /// [`SyncError::NotWritten`] at the deadline; a disk that stalls too.
+    pub async fn sync_within(&self, deadline: tokio::time::Instant) -> Result<(), SyncError> {
         if self.shared.config.spool_dir.is_none() {
             return Err(SyncError::NoSpool);
         }
         let number = self.shared.recorded.load(Ordering::Acquire);
-        let timeout = self.shared.config.flush_timeout;
-        match self.wait_durable(number, timeout).await {
+        match self.wait_durable(number, deadline).await {
             Ok(()) => Ok(()),
             Err(WaitError::Closed) => Err(SyncError::Closed),
-            Err(WaitError::Timeout(_)) => {
+            Err(WaitError::Timeout(waited)) => {
                 let durable = *self.shared.durable.borrow();
                 let resolved = *self.shared.resolved.borrow();
                 Err(SyncError::NotWritten {
                     pending: number.saturating_sub(durable.max(resolved)),
                     reason: format!(
-                        "not confirmed on disk within {timeout:?} (spool full or disk failing?)"
+                        "not confirmed on disk within {waited:?} (spool full or disk failing?)"
                     ),
                 })
             }

@@ -76,7 +76,8 @@ impl From<Failure> for ApiError {
             ),
             BackendError::Unavailable(_)
             | BackendError::Conflict(_)
-            | BackendError::LockTimeout(_) => Self {
+            | BackendError::LockTimeout(_)
+            | BackendError::AuditNotDurable(_) => Self {
                 problem: Box::new(Problem::new(
                     ProblemType::ServiceUnavailable,
                     format!("{}; retry later", f.error),

@@ -62,6 +62,16 @@ pub struct Failure {
     pub error: BackendError,
 }
 
+/// The RemediationRequest an outcome names, for a failure reported after it.
+fn outcome_request(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Created { name, .. }
+        | Outcome::Duplicate { name, .. }
+        | Outcome::Resolved { name, .. } => Some(name.clone()),
+        Outcome::Ignored { .. } => None,
+    }
+}
+
 /// Turns signals into RemediationRequests.
 #[derive(Debug, Clone)]
 pub struct Intake {
@@ -137,7 +147,11 @@ impl Intake {
             .map_err(|e| fail(None, e))?;
         let result = self.decide(&signal, &target, &fingerprint).await;
         lock.release().await;
-        self.audit.durable().await; // audit.durable_ack: a 2xx implies a durable audit trail
+        // audit.durable_ack: a 2xx implies a durable audit trail; else 503.
+        let result = match (result, self.audit.durable().await) {
+            (Ok(outcome), Err(error)) => Err((outcome_request(&outcome), error)),
+            (result, _) => result,
+        };
         match result {
             Ok(outcome) => {
                 let counter = match outcome {
@@ -172,6 +186,7 @@ impl Intake {
                 });
             }
         };
+        let answered_fingerprint = fingerprint.clone();
         let outcome = match active {
             Some(active) => {
                 self.audit.resolved(
@@ -196,7 +211,16 @@ impl Intake {
                 }
             }
         };
-        self.audit.durable().await; // a resolution answered 2xx is on disk too
+        // A resolution answered 2xx is on disk too.
+        if let Err(error) = self.audit.durable().await {
+            metrics::counter!(names::SIGNALS_FAILED, "source" => source, "reason" => error.code())
+                .increment(1);
+            return Err(Failure {
+                fingerprint: answered_fingerprint,
+                request: outcome_request(&outcome),
+                error,
+            });
+        }
         Ok(outcome)
     }
 

@@ -74,6 +74,10 @@ pub enum BackendError {
     /// The backing store refused the request (invalid object, forbidden, …).
     #[error("remediation backend refused the request: {0}")]
     Rejected(String),
+    /// The signal's audit events could not be confirmed durable in time
+    /// (`audit.durable_ack`): the answer must not be a 2xx.
+    #[error("audit trail not confirmed durable: {0}")]
+    AuditNotDurable(String),
 }
 
 impl BackendError {
@@ -84,6 +88,7 @@ impl BackendError {
             Self::Conflict(_) => "update_conflict",
             Self::LockTimeout(_) => "lock_timeout",
             Self::Rejected(_) => "backend_rejected",
+            Self::AuditNotDurable(_) => "audit_not_durable",
         }
     }
 }
