@@ -15,6 +15,7 @@ use crate::errors::{CloseReport, DurableError, FlushError, RecordError, SyncErro
 use crate::event::AuditEvent;
 use crate::intake::Command;
 use crate::shared::Shared;
+use crate::spool::file_io::{RealIo, SpoolIo};
 use crate::spool::{Spool, SpoolOptions};
 use crate::transport::{self, Transport};
 use crate::{delivery, intake, preflight};
@@ -125,17 +126,30 @@ impl AuditStore {
         config: AuditConfig,
         transport: Box<dyn Transport>,
     ) -> Result<Self, StartError> {
+        Self::with_transport_and_io(config, transport, Arc::new(RealIo))
+    }
+
+    /// Starts a store whose spool does its file I/O through `io` (tests that
+    /// make the disk fail; production uses [`RealIo`]).
+    pub fn with_transport_and_io(
+        config: AuditConfig,
+        transport: Box<dyn Transport>,
+        io: Arc<dyn SpoolIo>,
+    ) -> Result<Self, StartError> {
         config.check().map_err(StartError::Config)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let (backlog, replayed) = match &config.spool_dir {
             Some(dir) => {
-                let (spool, recovery) = Spool::open(SpoolOptions {
-                    dir: dir.clone(),
-                    max_bytes: config.spool_max_bytes,
-                    segment_bytes: config.spool_segment_bytes,
-                    fsync: config.spool_fsync,
-                    fsync_interval: config.spool_fsync_interval,
-                })?;
+                let (spool, recovery) = Spool::open_with(
+                    SpoolOptions {
+                        dir: dir.clone(),
+                        max_bytes: config.spool_max_bytes,
+                        segment_bytes: config.spool_segment_bytes,
+                        fsync: config.spool_fsync,
+                        fsync_interval: config.spool_fsync_interval,
+                    },
+                    io,
+                )?;
                 if recovery.pending > 0 {
                     tracing::info!(events = recovery.pending, dir = %dir.display(), "audit spool holds undelivered events from an earlier run; delivering them first");
                 }
