@@ -87,6 +87,15 @@ pub(crate) fn check(event_type: &str, data: &Map<String, Value>) -> Vec<FieldErr
     if !event_type.starts_with(GATEWAY_EVENT_PREFIX) {
         return Vec::new();
     }
+    // Hot path (every `record()` of a Gateway event): one pass over the map
+    // by reference, no clones. All fields are optional and unknown ones are
+    // allowed, so the whole map deserialises exactly when every field does.
+    let whole = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(
+        data.iter().map(|(k, v)| (k.as_str(), v)),
+    );
+    if GatewayEventData::deserialize(whole).is_ok() {
+        return Vec::new();
+    }
     // Field by field, so every wrongly typed field is reported, each by name.
     let probe = |key: &str, value: &Value| -> Option<String> {
         let mut one = Map::new();
@@ -150,6 +159,25 @@ mod tests {
                 "event_data.signal_labels"
             ]
         );
+    }
+
+    #[test]
+    fn one_wrong_field_among_good_and_null_ones_is_still_found() {
+        // The one-pass fast path must not hide what the per-field pass finds.
+        let data = obj(json!({
+            "signal_name": "HighMemory",
+            "namespace": null,
+            "signal_labels": {"team": "payments"},
+            "occurrence_count": -1,
+            "extra": {"any": ["thing"]}
+        }));
+        let fields: Vec<String> = check("gateway.signal.received", &data)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["event_data.occurrence_count"]);
+        let good = obj(json!({"signal_name": "x", "namespace": null, "extra": 1}));
+        assert!(check("gateway.signal.received", &good).is_empty());
     }
 
     #[test]
