@@ -118,6 +118,46 @@ pub async fn chains_are_linear_per_correlation(store: Arc<dyn EventStore>) {
     assert!(hasher.verify("cb", &b).is_valid);
 }
 
+/// Verification reads a chain in bounded chunks, never the whole chain: 50
+/// events in chunks of 7 arrive as 8 chunks of at most 7 rows, contiguous, after
+/// the head, and the streamed verification sees all of them.
+pub async fn chains_are_read_in_bounded_chunks(store: Arc<dyn EventStore>) {
+    use datastorage::store::ChainPart;
+    for _ in 0..5 {
+        store.insert_batch(batch("chunked", 10)).await.unwrap();
+    }
+    let mut parts = store.chain_chunks("chunked", 7).await.unwrap();
+    let Some(Ok(ChainPart::Head(Some(head)))) = parts.recv().await else {
+        panic!("the head comes first");
+    };
+    assert_eq!(head.chain_seq, 50);
+    let mut sizes = Vec::new();
+    let mut seqs = Vec::new();
+    while let Some(part) = parts.recv().await {
+        let ChainPart::Events(chunk) = part.unwrap() else {
+            panic!("one head only");
+        };
+        sizes.push(chunk.len());
+        seqs.extend(chunk.iter().map(|e| e.chain_seq));
+    }
+    assert_eq!(sizes, [7, 7, 7, 7, 7, 7, 7, 1]);
+    assert_eq!(seqs, (1..=50).collect::<Vec<i64>>());
+    let report = datastorage::domain::verification::verify_chain(
+        store.as_ref(),
+        &ChainHasher::sha256(),
+        "chunked",
+        7,
+    )
+    .await
+    .unwrap();
+    assert!(report.is_valid, "{report:?}");
+    assert_eq!((report.total_events, report.verified_events), (50, 50));
+    // A correlation never stored: the head part says so, then nothing.
+    let mut none = store.chain_chunks("never", 7).await.unwrap();
+    assert!(matches!(none.recv().await, Some(Ok(ChainPart::Head(None)))));
+    assert!(none.recv().await.is_none());
+}
+
 pub async fn a_stored_event_reads_back_identically(store: Arc<dyn EventStore>) {
     let mut e = event("c-rt", 1);
     e.actor_ip = Some("10.1.2.3".into());
@@ -436,6 +476,7 @@ macro_rules! conformance_suite {
                 inserts_are_idempotent_on_event_id,
                 one_event_id_is_stored_once_whatever_its_timestamp,
                 chains_are_linear_per_correlation,
+                chains_are_read_in_bounded_chunks,
                 a_stored_event_reads_back_identically,
                 queries_filter_and_page_newest_first,
                 equal_timestamps_page_without_loss,

@@ -56,22 +56,32 @@ pub struct Pagination {
 /// Body of `POST /api/v1/audit/verify-chain`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct VerifyChainRequest {
     /// The chain to verify.
     pub correlation_id: String,
 }
 
 /// Result of recomputing one correlation id's hash chain.
+///
+/// The fields the reference platform's client requires (`correlation_id`,
+/// `is_valid`, `total_events`, `verified_events`, `verification_time`,
+/// `message`) are always present; `tampered_events` carries our details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyChainResponse {
     /// The chain verified.
     pub correlation_id: String,
-    /// True when every event's hash and link recompute to what is stored.
+    /// True when every event's hash and link recompute to what is stored, and
+    /// the rows agree with the chain head kept apart from them.
     pub is_valid: bool,
-    /// Number of events in the chain.
+    /// Number of events found in the chain (0 for a correlation id never seen).
     pub total_events: usize,
+    /// Number of those events that verified (no entry in `tampered_events`).
+    pub verified_events: usize,
+    /// When the verification ran.
+    pub verification_time: chrono::DateTime<chrono::Utc>,
+    /// One line saying what was found, for people.
+    pub message: String,
     /// Every event whose stored hash, link or position does not check out.
     pub tampered_events: Vec<TamperedEvent>,
 }

@@ -15,12 +15,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use auth::{Auth, Verb};
 
-use crate::config::LimitsConfig;
+use crate::config::{ChainConfig, LimitsConfig};
 use crate::domain::chain::ChainHasher;
 use crate::store::EventStore;
 use service_kit::readiness::Readiness;
 
 mod body;
+mod checkpoints;
 pub mod grpc;
 mod health;
 mod ingest;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub limits: LimitsConfig,
     /// Chain hashing, for verification.
     pub hasher: ChainHasher,
+    /// Chain settings (verification chunk size, checkpoints).
+    pub chain: ChainConfig,
     /// Lifecycle phase, for `/readyz`.
     pub readiness: Readiness,
     /// Authentication and verb checks of the API routes.
@@ -83,6 +86,18 @@ pub fn api_router(state: AppState) -> Router {
         .route(
             api::VERIFY_CHAIN_PATH,
             post(verify::verify_chain).route_layer(auth.require(Verb::Get)),
+        )
+        .route(
+            checkpoints::CHECKPOINTS_PATH,
+            get(checkpoints::list).route_layer(auth.require(Verb::Get)),
+        )
+        .route(
+            "/api/v1/audit/checkpoints/latest",
+            get(checkpoints::latest).route_layer(auth.require(Verb::Get)),
+        )
+        .route(
+            "/api/v1/audit/checkpoints/{checkpoint_id}",
+            get(checkpoints::get_one).route_layer(auth.require(Verb::Get)),
         )
         .route(
             api::LEGAL_HOLD_PATH,

@@ -2,7 +2,7 @@
 //! `audit-sdk` wire types, so the document cannot drift from the code.
 
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 
 /// The API description.
 #[derive(Debug, OpenApi)]
@@ -96,7 +96,16 @@ impl utoipa::Modify for EdgeAnswers {
     }
 }
 
+/// The whole document: [`ApiDoc`] with the fragments other modules declare.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let mut fragment = super::checkpoints::CheckpointsDoc::openapi();
+    EdgeAnswers.modify(&mut fragment);
+    doc.merge(fragment);
+    doc
+}
+
 /// Serves the generated document.
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document())
 }

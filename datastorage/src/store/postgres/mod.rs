@@ -36,9 +36,13 @@ use tokio_postgres::{NoTls, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
+use super::{
+    action_kind, action_name, checkpoint_columns, checkpoint_from_columns, same_content,
+    ChainChunks, ChainPart, EventStore, InsertOutcome, StoreError,
+};
 use crate::domain::canonical::canonical_json;
 use crate::domain::chain::{ChainHasher, ChainHead};
+use crate::domain::checkpoint::{CheckpointSummary, SignedCheckpoint};
 use crate::domain::query::EventQuery;
 
 mod config;
@@ -797,6 +801,171 @@ impl EventStore for PostgresStore {
             });
         tx.commit().await.map_err(classify)?;
         Ok((chain, head))
+    }
+
+    async fn chain_chunks(
+        &self,
+        correlation_id: &str,
+        chunk_size: usize,
+    ) -> Result<ChainChunks, StoreError> {
+        let mut client = self.client().await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let corr = correlation_id.to_owned();
+        let chunk_size = chunk_size.max(1) as i64;
+        tokio::spawn(async move {
+            let read = async {
+                // One snapshot for the head and every chunk.
+                let db = client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+                    .map_err(classify)?;
+                let head = db
+                    .query_opt(
+                        "SELECT chain_seq, event_hash FROM audit_chain_heads \
+                         WHERE correlation_id = $1",
+                        &[&corr],
+                    )
+                    .await
+                    .map_err(classify)?
+                    .map(|r| ChainHead {
+                        chain_seq: r.get(0),
+                        event_hash: r.get(1),
+                    });
+                if tx.send(Ok(ChainPart::Head(head))).await.is_err() {
+                    return Ok(());
+                }
+                let stmt = db
+                    .prepare_cached(&format!(
+                        "SELECT {SELECT_COLUMNS} FROM audit_events WHERE correlation_id = $1 \
+                         AND chain_seq > $2 ORDER BY chain_seq LIMIT $3"
+                    ))
+                    .await
+                    .map_err(classify)?;
+                let mut after = i64::MIN;
+                loop {
+                    let rows = db
+                        .query(&stmt, &[&corr, &after, &chunk_size])
+                        .await
+                        .map_err(classify)?;
+                    let chunk = rows_to_events(&rows)?;
+                    drop(rows);
+                    let Some(last) = chunk.last() else { break };
+                    after = last.chain_seq;
+                    let full = chunk.len() as i64 == chunk_size;
+                    if tx.send(Ok(ChainPart::Events(chunk))).await.is_err() || !full {
+                        break;
+                    }
+                }
+                db.commit().await.map_err(classify)
+            };
+            if let Err(e) = read.await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT correlation_id, chain_seq, event_hash FROM audit_chain_heads \
+                 ORDER BY correlation_id",
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    ChainHead {
+                        chain_seq: r.get(1),
+                        event_hash: r.get(2),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn correlation_ids(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT correlation_id FROM audit_chain_heads \
+                 UNION SELECT correlation_id FROM audit_events ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn append_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let (summary, heads) = checkpoint_columns(checkpoint);
+        client
+            .execute(
+                "INSERT INTO audit_checkpoints (checkpoint_id, created_at, summary, heads) \
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &checkpoint.summary.checkpoint_id,
+                    &checkpoint.summary.created_at,
+                    &summary,
+                    &heads,
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self, limit: usize) -> Result<Vec<CheckpointSummary>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT summary FROM audit_checkpoints \
+                 ORDER BY created_at DESC, checkpoint_id DESC LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| checkpoint_from_columns(r.get(0), None).map(|(s, _)| s))
+            .collect()
+    }
+
+    async fn checkpoint(&self, id: Option<Uuid>) -> Result<Option<SignedCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        let row = match id {
+            Some(id) => {
+                client
+                    .query_opt(
+                        "SELECT summary, heads FROM audit_checkpoints WHERE checkpoint_id = $1",
+                        &[&id],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query_opt(
+                        "SELECT summary, heads FROM audit_checkpoints \
+                     ORDER BY created_at DESC, checkpoint_id DESC LIMIT 1",
+                        &[],
+                    )
+                    .await
+            }
+        }
+        .map_err(classify)?;
+        row.map(|r| {
+            checkpoint_from_columns(r.get(0), Some(r.get(1)))
+                .map(|(summary, heads)| SignedCheckpoint { summary, heads })
+        })
+        .transpose()
     }
 
     async fn place_legal_hold(
