@@ -86,6 +86,11 @@ impl BackendError {
             Self::Rejected(_) => "backend_rejected",
         }
     }
+
+    /// Whether the sender's retry can succeed (every failure but a refusal).
+    pub fn retry_possible(&self) -> bool {
+        !matches!(self, Self::Rejected(_))
+    }
 }
 
 /// A held per-fingerprint lock; released explicitly because releasing may need I/O.
