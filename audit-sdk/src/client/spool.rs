@@ -319,7 +319,9 @@ impl Spool {
                 break;
             }
             let seq = self.next_seq;
-            let (id, file) = self.writable(size)?;
+            // Nothing unacknowledged before this record?
+            let first = self.pending == 0 && written == 0;
+            let (id, file) = self.writable(size, first)?;
             record::encode(seq, &payload, &mut buf);
             file.write_all(&buf)?;
             self.next_seq += 1;
@@ -398,6 +400,7 @@ impl Spool {
     fn writable(
         &mut self,
         next_record: u64,
+        nothing_before: bool,
     ) -> io::Result<(u64, &mut BufWriter<Box<dyn AppendFile>>)> {
         let full = match &self.writer {
             Some((id, _)) => {
@@ -412,21 +415,25 @@ impl Spool {
             }
             let id = self.segments.keys().next_back().map_or(1, |last| last + 1);
             let file = self.io.create_append(&segment_path(&self.opts.dir, id))?;
+            // Known before anything else can fail: a failed append cuts it
+            // back, and the next one does not try to create it again.
+            self.segments.insert(id, 0);
             // The new file's directory entry must be durable before any fsync
             // of its content can make a durable acknowledgement true.
             if self.opts.fsync != FsyncPolicy::Never {
                 self.io.sync_dir(&self.opts.dir)?;
             }
-            self.segments.insert(id, 0);
-            if self.segments.len() == 1 || self.read.segment == 0 {
+            // Nothing undelivered before it (a first segment, or a drained
+            // spool, even one left with empty segments by a crash): start
+            // the cursor here, naming the first sequence number, so losing
+            // the first records is counted too.
+            if nothing_before {
                 self.read = Position {
                     segment: id,
                     offset: 0,
                     seq: Some(self.next_seq),
                 };
                 self.acked = self.read;
-                // The cursor names the first sequence number, so losing the
-                // first records is counted too.
                 write_cursor(
                     self.io.as_ref(),
                     &self.opts.dir,
