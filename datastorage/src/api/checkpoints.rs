@@ -74,10 +74,10 @@ pub async fn list(
     )
 )]
 pub async fn latest(State(state): State<AppState>) -> Result<Json<SignedCheckpoint>, ApiError> {
-    found(
-        state.store.checkpoint(None).await?,
-        "no checkpoint has been taken yet",
-    )
+    let checkpoint = state.store.checkpoint(None).await?;
+    checkpoint
+        .map(Json)
+        .ok_or_else(|| not_found("no checkpoint has been taken yet"))
 }
 
 /// One checkpoint with every head it covers.
@@ -102,19 +102,14 @@ pub async fn get_one(
             format!("checkpoint_id must be a UUID, got {id:?}"),
         )
     })?;
-    found(
-        state.store.checkpoint(Some(id)).await?,
-        &format!("no checkpoint {id}"),
-    )
-}
-
-fn found(
-    checkpoint: Option<SignedCheckpoint>,
-    missing: &str,
-) -> Result<Json<SignedCheckpoint>, ApiError> {
+    let checkpoint = state.store.checkpoint(Some(id)).await?;
     checkpoint
         .map(Json)
-        .ok_or_else(|| ApiError::new(ProblemType::NotFound, missing.to_owned()))
+        .ok_or_else(|| not_found(&format!("no checkpoint {id}")))
+}
+
+fn not_found(missing: &str) -> ApiError {
+    ApiError::new(ProblemType::NotFound, missing.to_owned())
 }
 
 /// The checkpoint paths and schemas, merged into the API document by
