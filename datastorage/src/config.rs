@@ -58,6 +58,9 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after that.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// TLS on the API port (`cert_file` and `key_file`; re-read as they rotate).
+    #[serde(default)]
+    pub tls: service_kit::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             metrics_port: DEFAULT_METRICS_PORT,
             shutdown_delay: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
+            tls: service_kit::tls::TlsConfig::default(),
         }
     }
 }

@@ -65,7 +65,9 @@ impl Application {
             health.into_listener().await?,
             server.metrics_port,
         )
-        .await?;
+        .await?
+        .with_tls(&server.tls)
+        .context("server.tls")?;
         Ok(Self {
             config,
             state,

@@ -64,7 +64,9 @@ impl Application {
             server.health_port,
             server.metrics_port,
         )
-        .await?;
+        .await?
+        .with_tls(&server.tls)
+        .context("server.tls")?;
         Ok(Self {
             config,
             state,
