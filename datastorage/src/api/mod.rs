@@ -24,8 +24,10 @@ mod body;
 pub mod grpc;
 mod health;
 mod ingest;
+pub mod json_cost;
 mod legal_hold;
 mod load;
+pub mod memory_budget;
 pub mod openapi;
 pub mod problem;
 mod query;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// Authentication and verb checks of the API routes.
     pub auth: Auth,
+    /// Memory parsed ingest bodies may hold at once.
+    pub memory: memory_budget::MemoryBudget,
 }
 
 /// The API listener's routes (port 8080).
