@@ -92,6 +92,13 @@ pub struct LimitsConfig {
     /// Longest an API request may take before it is answered 504.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Memory that parsed ingest bodies may hold at once, in bytes. Each body's
+    /// parsed size is estimated before parsing (a JSON tree of small objects
+    /// takes ~80 times its text) and reserved; a body whose estimate exceeds
+    /// half of this is refused with 413, and one that finds the budget taken
+    /// waits briefly, then gets 503 and `Retry-After`. With the concurrency
+    /// and body limits this keeps the process inside a 256 MiB pod limit.
+    pub ingest_memory_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -101,6 +108,7 @@ impl Default for LimitsConfig {
             max_body_bytes: 5 * 1024 * 1024,
             max_concurrent_requests: 16,
             request_timeout: Duration::from_secs(30),
+            ingest_memory_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -52,6 +52,7 @@ impl Application {
             .context("configuring auth")?;
         let state = AppState {
             auth,
+            memory: api::memory_budget::MemoryBudget::new(config.limits.ingest_memory_bytes),
             store,
             limits: config.limits.clone(),
             hasher,

@@ -9,9 +9,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use chrono::Utc;
-use serde_json::Value;
 
-use super::body::JsonBody;
+use super::body::{BatchBody, EventBody};
 use super::problem::ApiError;
 use super::AppState;
 use crate::domain::ingest::{attribute_actor, prepare_batch, prepare_one};
@@ -35,7 +34,7 @@ use crate::telemetry::names;
 pub async fn post_batch(
     State(state): State<AppState>,
     caller: Option<Extension<Identity>>,
-    JsonBody(values): JsonBody<Vec<Value>>,
+    BatchBody(values, _parsed): BatchBody,
 ) -> Result<(StatusCode, axum::Json<BatchResponse>), ApiError> {
     let mut events = prepare_batch(values, state.limits.max_batch_size, Utc::now())?;
     attribute_actor(&mut events, caller.as_deref());
@@ -62,7 +61,7 @@ pub async fn post_batch(
 pub async fn post_event(
     State(state): State<AppState>,
     caller: Option<Extension<Identity>>,
-    JsonBody(value): JsonBody<Value>,
+    EventBody(value, _parsed): EventBody,
 ) -> Result<(StatusCode, axum::Json<BatchResponse>), ApiError> {
     let mut events = vec![prepare_one(value, Utc::now())?];
     attribute_actor(&mut events, caller.as_deref());

@@ -25,8 +25,10 @@ mod checkpoints;
 pub mod grpc;
 mod health;
 mod ingest;
+pub mod json_cost;
 mod legal_hold;
 mod load;
+pub mod memory_budget;
 pub mod openapi;
 pub mod problem;
 mod query;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// Authentication and verb checks of the API routes.
     pub auth: Auth,
+    /// Memory parsed ingest bodies may hold at once.
+    pub memory: memory_budget::MemoryBudget,
 }
 
 /// The API listener's routes (port 8080).
