@@ -29,6 +29,8 @@ use utoipa::OpenApi;
         audit_sdk::Problem,
         audit_sdk::FieldError,
         audit_sdk::api::BatchResponse,
+        audit_sdk::api::BatchCreated,
+        audit_sdk::api::EventCreated,
         audit_sdk::api::EventPage,
         audit_sdk::api::Pagination,
         audit_sdk::api::VerifyChainRequest,
