@@ -648,3 +648,49 @@ fn the_schemas_refuse_answers_a_strict_client_cannot_decode() {
         json!({"type": "about:blank", "title": "t", "status": 400}),
     );
 }
+
+/// Our own document says what the server answers the reference's calls.
+#[test]
+fn the_openapi_document_declares_the_reference_answers() {
+    let doc = serde_json::to_value(datastorage::api::openapi::document()).unwrap();
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+    let statuses = |v: &Value| -> Vec<String> {
+        v["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let post = op("/api/v1/audit/events", "post");
+    assert!(statuses(&post).contains(&"201".into()) && !statuses(&post).contains(&"200".into()));
+    let place = op("/api/v1/audit/legal-hold", "post");
+    assert!(statuses(&place).contains(&"200".into()) && !statuses(&place).contains(&"201".into()));
+    let params: Vec<String> = op("/api/v1/audit/events", "get")["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    for name in [
+        "offset",
+        "detail_key",
+        "detail_value",
+        "limit",
+        "cursor",
+        "since",
+    ] {
+        assert!(
+            params.contains(&name.to_owned()),
+            "{name} missing from {params:?}"
+        );
+    }
+    for path in [
+        "/api/v1/audit/events/batch",
+        "/api/v1/audit/verify-chain",
+        "/api/v1/audit/legal-hold/{correlation_id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["EventCreated"].is_object());
+}
