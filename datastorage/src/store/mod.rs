@@ -90,6 +90,10 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// (the extra one tells the caller there is another page).
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// How many events match `query`'s filters, all pages together (its
+    /// `cursor`, `offset` and `limit` are ignored).
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError>;
+
     /// The whole chain of `correlation_id` in `chain_seq` order.
     async fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
 

@@ -651,7 +651,8 @@ async fn insert_batch(
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
-fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
+/// The WHERE clause of `q`'s filters (not its cursor) and their parameters.
+fn filter_sql(q: &EventQuery) -> (Vec<String>, Vec<Param>) {
     let mut clauses: Vec<String> = Vec::new();
     let mut args: Vec<Param> = Vec::new();
     let mut push = |column: &str, op: &str, value: Param| {
@@ -679,6 +680,36 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
     if let Some(v) = q.until {
         push("event_timestamp", "<=", Box::new(v));
     }
+    if let Some(d) = &q.detail {
+        // Key and value are both parameters: no caller text reaches the SQL.
+        args.push(Box::new(d.key.clone()));
+        args.push(Box::new(d.value.clone()));
+        // Only string values match (as on SQLite), not a number's spelling.
+        let (k, v) = (args.len() - 1, args.len());
+        clauses.push(format!(
+            "(json_typeof(event_data -> ${k}) = 'string' AND event_data ->> ${k} = ${v})"
+        ));
+    }
+    (clauses, args)
+}
+
+fn where_sql(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+/// How many events match `q`'s filters, all pages together.
+fn count_sql(q: &EventQuery) -> (String, Vec<Param>) {
+    let (clauses, args) = filter_sql(q);
+    let sql = format!("SELECT count(*) FROM audit_events {}", where_sql(&clauses));
+    (sql, args)
+}
+
+fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
+    let (mut clauses, mut args) = filter_sql(q);
     if let Some(c) = q.cursor {
         let ts = DateTime::<Utc>::from_timestamp_micros(c.timestamp_micros).unwrap_or_default();
         args.push(Box::new(ts));
@@ -689,18 +720,16 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
             args.len()
         ));
     }
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    // The page size is a parameter too: the statement text depends only on
-    // which filters are present (at most 2^8 shapes), so the pool's per-connection
-    // statement cache stays bounded whatever callers send.
+    let filter = where_sql(&clauses);
+    // The page size and offset are parameters too: the statement text depends
+    // only on which filters are present (at most 2^9 shapes), so the pool's
+    // per-connection statement cache stays bounded whatever callers send.
     args.push(Box::new(q.limit as i64 + 1));
+    args.push(Box::new(q.offset as i64));
     let sql = format!(
         "SELECT {SELECT_COLUMNS} FROM audit_events {filter} \
-         ORDER BY event_timestamp DESC, event_id DESC LIMIT ${}",
+         ORDER BY event_timestamp DESC, event_id DESC LIMIT ${} OFFSET ${}",
+        args.len() - 1,
         args.len()
     );
     (sql, args)
@@ -744,6 +773,18 @@ impl EventStore for PostgresStore {
             .collect();
         let rows = client.query(&stmt, &params).await.map_err(classify)?;
         rows_to_events(&rows)
+    }
+
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let (sql, args) = count_sql(query);
+        let stmt = client.prepare_cached(&sql).await.map_err(classify)?;
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let row = client.query_one(&stmt, &params).await.map_err(classify)?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     async fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
@@ -1066,6 +1107,7 @@ impl EventStore for PostgresStore {
             correlation_id: correlation_id.to_owned(),
             release_reason: release_reason.to_owned(),
             released_by: released_by.to_owned(),
+            released_at: chrono::Utc::now(),
             events_released: released,
         }))
     }
@@ -1125,7 +1167,7 @@ fn hold_from_row(row: &Row) -> LegalHold {
         reason: row.get(1),
         placed_by: row.get(2),
         placed_at: row.get(3),
-        events_held: row.get::<_, i64>(4).max(0) as u64,
+        events_affected: row.get::<_, i64>(4).max(0) as u64,
     }
 }
 

@@ -292,8 +292,9 @@ fn insert_batch_blocking(
     Ok(outcome)
 }
 
-fn query_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<StoredEvent>> {
-    let mut clauses: Vec<&str> = Vec::new();
+/// The WHERE clauses of `q`'s filters (not its cursor) and their parameters.
+fn filter_sql(q: &EventQuery) -> (Vec<&'static str>, Vec<Box<dyn ToSql>>) {
+    let mut clauses: Vec<&'static str> = Vec::new();
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     let mut push = |clause: &'static str, value: Box<dyn ToSql>| {
         clauses.push(clause);
@@ -320,22 +321,52 @@ fn query_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Sto
     if let Some(v) = q.until {
         push("event_timestamp <= ?", Box::new(v.timestamp_micros()));
     }
+    if let Some(d) = &q.detail {
+        // json_each compares keys as plain text (a JSON path would misread
+        // quotes, dots and brackets in a key), and both are parameters: no
+        // caller text reaches the SQL. Only string values match, as on PostgreSQL.
+        clauses.push(
+            "EXISTS (SELECT 1 FROM json_each(event_data) AS d \
+             WHERE d.key = ? AND d.type = 'text' AND d.value = ?)",
+        );
+        args.push(Box::new(d.key.clone()));
+        args.push(Box::new(d.value.clone()));
+    }
+    (clauses, args)
+}
+
+fn where_sql(clauses: &[&str]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+fn count_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<u64> {
+    let (clauses, args) = filter_sql(q);
+    let sql = format!("SELECT count(*) FROM audit_events {}", where_sql(&clauses));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let params: Vec<&dyn ToSql> = args.iter().map(AsRef::as_ref).collect();
+    let n: i64 = stmt.query_row(params.as_slice(), |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+fn query_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<StoredEvent>> {
+    let (mut clauses, mut args) = filter_sql(q);
     if let Some(c) = q.cursor {
         clauses.push("(event_timestamp, event_id) < (?, ?)");
         args.push(Box::new(c.timestamp_micros));
         args.push(Box::new(c.event_id.to_string()));
     }
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    // The page size is a parameter: the statement text depends only on which
-    // filters are present, so the statement cache stays bounded.
+    let filter = where_sql(&clauses);
+    // The page size and offset are parameters: the statement text depends only
+    // on which filters are present, so the statement cache stays bounded.
     args.push(Box::new(q.limit as i64 + 1));
+    args.push(Box::new(q.offset as i64));
     let sql = format!(
         "SELECT {} FROM audit_events {filter} \
-         ORDER BY event_timestamp DESC, event_id DESC LIMIT ?",
+         ORDER BY event_timestamp DESC, event_id DESC LIMIT ? OFFSET ?",
         rows::SELECT_COLUMNS,
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -366,6 +397,12 @@ impl EventStore for SqliteStore {
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let query = query.clone();
         self.with_reader(move |conn| query_blocking(conn, &query))
+            .await
+    }
+
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        let query = query.clone();
+        self.with_reader(move |conn| count_blocking(conn, &query))
             .await
     }
 
@@ -640,6 +677,8 @@ impl EventStore for SqliteStore {
                 correlation_id: corr,
                 release_reason: reason,
                 released_by: by,
+                released_at: chrono::DateTime::<Utc>::from_timestamp_micros(now)
+                    .unwrap_or_default(),
                 events_released: released as u64,
             }))
         })
@@ -724,7 +763,7 @@ fn hold_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LegalHold> {
         reason: row.get(1)?,
         placed_by: row.get(2)?,
         placed_at: chrono::DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default(),
-        events_held: row.get::<_, i64>(4)?.max(0) as u64,
+        events_affected: row.get::<_, i64>(4)?.max(0) as u64,
     })
 }
 
