@@ -128,6 +128,9 @@ impl EventStore for CountingStore {
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.query(query).await
     }
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        self.inner.count(query).await
+    }
     async fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.chain(correlation_id).await
     }

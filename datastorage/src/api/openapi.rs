@@ -7,7 +7,7 @@
 //! more fragment in [`document`]'s list.
 
 use axum::Json;
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 
 /// The API description.
 #[derive(Debug, OpenApi)]
@@ -75,6 +75,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         QueryPaths::openapi(),
         VerifyPaths::openapi(),
         LegalHoldPaths::openapi(),
+        super::checkpoints::CheckpointsDoc::openapi(),
     ] {
         doc.merge(fragment);
     }
@@ -129,15 +130,6 @@ impl utoipa::Modify for EdgeAnswers {
             }
         }
     }
-}
-
-/// The whole document: [`ApiDoc`] with the fragments other modules declare.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    let mut fragment = super::checkpoints::CheckpointsDoc::openapi();
-    EdgeAnswers.modify(&mut fragment);
-    doc.merge(fragment);
-    doc
 }
 
 /// Serves the generated document.
