@@ -33,6 +33,10 @@ pub struct ActiveRequest {
     /// The backend's concurrency token for it (the Kubernetes
     /// `resourceVersion` it was seen at), when the backend has one.
     pub version: Option<String>,
+    /// Tokens of the latest signals counted on it, oldest first, when the
+    /// backend keeps them (Kubernetes: so that a count whose answer was lost
+    /// is recognised instead of applied twice).
+    pub recent_signals: Vec<String>,
 }
 
 /// What a create did.
