@@ -45,9 +45,10 @@ preflight: ## Check the Kind and production overlays' manifests (Service URLs, h
 	$(CARGO) run -q -p e2e -- preflight --overlay deploy/overlays/kind
 	$(CARGO) run -q -p e2e -- preflight --overlay deploy/overlays/production
 
-test: ## Run every test of the workspace (unit, integration, process restarts, the local e2e suite); under CI also schemathesis against DataStorage
+test: ## Run every test of the workspace (unit, integration, process restarts, the local e2e suite); under CI also schemathesis against DataStorage and 2 minutes of fuzzing
 	$(CARGO) test --workspace
 	@if [ -n "$$CI" ]; then .ci/schemathesis.sh; fi
+	@if [ -n "$$CI" ]; then .ci/fuzz.sh; fi
 
 e2e: ## The scenario suite in a Kind cluster (needs docker, kind, kubectl; KEEP_CLUSTER=1 keeps it)
 	$(CARGO) build -q -p e2e

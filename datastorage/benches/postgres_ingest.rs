@@ -13,7 +13,9 @@
 //!    `COPY` into the same table: the floor PostgreSQL sets;
 //! 3. `query`: the table is filled to 1,000,000 events (10,000 correlation ids)
 //!    and `GET /api/v1/audit/events?correlation_id=…` (default page of 100) is
-//!    timed; p50 / p99 / max.
+//!    timed; p50 / p99 / max;
+//! 4. `query p99 during ingest`: the same queries while HTTP batch ingest of
+//!    100,000 more events runs beside them (against the quiet p99).
 
 use std::time::{Duration, Instant};
 
@@ -170,6 +172,37 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// `QUERIES` correlation queries, one after another; their latencies, sorted.
+async fn time_queries(client: &reqwest::Client, base: &str) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(QUERIES);
+    for q in 0..QUERIES {
+        // A spread of correlation ids, most with 100 events.
+        let corr = format!("rr-query-{}", (q * 7919) % QUERY_CORRELATIONS);
+        let started = Instant::now();
+        let resp = client
+            .get(format!("{base}/api/v1/audit/events?correlation_id={corr}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.bytes().await.unwrap();
+        latencies.push(started.elapsed());
+        assert!(body.len() > 100);
+    }
+    latencies.sort();
+    latencies
+}
+
+fn print_latencies(when: &str, latencies: &[Duration]) {
+    println!(
+        "  GET ?correlation_id= (HTTP, {QUERIES} queries, page of 100, {when}): \
+         p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(percentile(latencies, 0.50)),
+        ms(percentile(latencies, 0.99)),
+        ms(*latencies.last().unwrap()),
+    );
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -290,29 +323,8 @@ async fn main() {
         "\nquery table: {rows_now} events (filled in {:.1} s)",
         fill_started.elapsed().as_secs_f64()
     );
-    let mut latencies = Vec::with_capacity(QUERIES);
-    for q in 0..QUERIES {
-        // A spread of correlation ids, most with 100 events.
-        let corr = format!("rr-query-{}", (q * 7919) % QUERY_CORRELATIONS);
-        let started = Instant::now();
-        let resp = client
-            .get(format!("{base}/api/v1/audit/events?correlation_id={corr}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body = resp.bytes().await.unwrap();
-        latencies.push(started.elapsed());
-        assert!(body.len() > 100);
-    }
-    latencies.sort();
-    println!(
-        "  GET ?correlation_id= (HTTP, {QUERIES} queries, page of 100): \
-         p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        ms(percentile(&latencies, 0.50)),
-        ms(percentile(&latencies, 0.99)),
-        ms(*latencies.last().unwrap()),
-    );
+    let latencies = time_queries(&client, &base).await;
+    print_latencies("quiet", &latencies);
     for (measure, q) in [("query p50", 0.50), ("query p99", 0.99)] {
         report(
             "datastorage correlation query (1M rows)",
@@ -322,6 +334,28 @@ async fn main() {
             None,
         );
     }
+
+    // (d) The same queries while HTTP batch ingest runs beside them.
+    let during_events = sample_events(QUERIES * 50, "rr-during", correlations);
+    let ingest = {
+        let url = url.clone();
+        tokio::spawn(async move { post_batches(&url, &during_events, batch, clients, None).await })
+    };
+    let during = time_queries(&client, &base).await;
+    let ingest_time = ingest.await.unwrap();
+    print_latencies("during ingest", &during);
+    println!(
+        "  (ingest beside them: {} events in {:.2} s)",
+        QUERIES * 50,
+        ingest_time.as_secs_f64()
+    );
+    report(
+        "datastorage correlation query (1M rows)",
+        "query p99 during ingest",
+        ms(percentile(&during, 0.99)),
+        "ms",
+        Some(("quiet p99", ms(percentile(&latencies, 0.99)))),
+    );
 
     stop.cancel();
     server.await.unwrap().unwrap();

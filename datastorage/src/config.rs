@@ -58,6 +58,9 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after that.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// TLS on the API port (`cert_file` and `key_file`; re-read as they rotate).
+    #[serde(default)]
+    pub tls: service_kit::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             metrics_port: DEFAULT_METRICS_PORT,
             shutdown_delay: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
+            tls: service_kit::tls::TlsConfig::default(),
         }
     }
 }
@@ -88,6 +92,13 @@ pub struct LimitsConfig {
     /// Longest an API request may take before it is answered 504.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Memory that parsed ingest bodies may hold at once, in bytes. Each body's
+    /// parsed size is estimated before parsing (a JSON tree of small objects
+    /// takes ~80 times its text) and reserved; a body whose estimate exceeds
+    /// half of this is refused with 413, and one that finds the budget taken
+    /// waits briefly, then gets 503 and `Retry-After`. With the concurrency
+    /// and body limits this keeps the process inside a 256 MiB pod limit.
+    pub ingest_memory_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -97,6 +108,7 @@ impl Default for LimitsConfig {
             max_body_bytes: 5 * 1024 * 1024,
             max_concurrent_requests: 16,
             request_timeout: Duration::from_secs(30),
+            ingest_memory_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -126,7 +138,7 @@ pub struct StoreConfig {
 }
 
 /// Hash chain settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChainConfig {
     /// File holding an HMAC key; when set, chains use HMAC-SHA256 instead of SHA-256.
@@ -135,6 +147,38 @@ pub struct ChainConfig {
     /// they hashed (each row records the id of its key). Keep a key here after
     /// rotating `hmac_key_file` for as long as its events are kept.
     pub verify_only_key_files: Vec<PathBuf>,
+    /// Rows read at a time when verifying a chain (`verify-chain`, `verify`):
+    /// memory per verification is bounded by this, whatever the chain's length.
+    pub verify_chunk_size: usize,
+    /// A signed checkpoint of every chain head is taken this often (0s: never
+    /// by time). Checkpoints whose heads did not change are not written.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// ... and as soon as this many events were stored since the last one
+    /// (0: never by count).
+    pub checkpoint_every_events: u64,
+    /// PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`):
+    /// checkpoints are signed with it. Without it they are signed with HMAC
+    /// under `hmac_key_file`, and without that they are unsigned digests.
+    pub checkpoint_signing_key_file: Option<PathBuf>,
+    /// PEM Ed25519 public keys accepted for checkpoints besides the signing
+    /// key's own: retired signing keys, or the key of the store a `verify`
+    /// host checks.
+    pub checkpoint_public_key_files: Vec<PathBuf>,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            hmac_key_file: None,
+            verify_only_key_files: Vec::new(),
+            verify_chunk_size: crate::domain::verification::DEFAULT_CHUNK_SIZE,
+            checkpoint_interval: Duration::from_secs(300),
+            checkpoint_every_events: 10_000,
+            checkpoint_signing_key_file: None,
+            checkpoint_public_key_files: Vec::new(),
+        }
+    }
 }
 
 pub use service_kit::logging::{LogConfig, LogFormat};

@@ -6,6 +6,7 @@
 //! `main.rs` only parses the command line.
 
 pub mod api;
+pub mod checkpointer;
 pub mod config;
 pub mod domain;
 pub mod startup;

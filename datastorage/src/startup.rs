@@ -16,8 +16,10 @@ use service_kit::readiness::Readiness;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
+use crate::checkpointer::{self, CountingStore, EventCounter};
 use crate::config::{Backend, Config};
 use crate::domain::chain::ChainHasher;
+use crate::domain::checkpoint::CheckpointKeys;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::EventStore;
@@ -29,6 +31,7 @@ pub struct Application {
     config: Config,
     state: AppState,
     listeners: Listeners,
+    checkpoints: (CheckpointKeys, Arc<EventCounter>),
 }
 
 impl Application {
@@ -38,15 +41,22 @@ impl Application {
         let server = &config.server;
         let health = EarlyHealth::bind(server.host, server.health_port, "store").await?;
         let hasher = chain_hasher(&config.chain)?;
-        let store = open_store(&config, hasher.clone()).await?;
+        let keys = checkpoint_keys(&config.chain, hasher.clone())?;
+        let counter = Arc::new(EventCounter::new(config.chain.checkpoint_every_events));
+        let store: Arc<dyn EventStore> = Arc::new(CountingStore::new(
+            open_store(&config, hasher.clone()).await?,
+            counter.clone(),
+        ));
         let auth = auth::Auth::new(&config.auth, audit_sdk::names::DATA_STORAGE_SERVICE)
             .await
             .context("configuring auth")?;
         let state = AppState {
             auth,
+            memory: api::memory_budget::MemoryBudget::new(config.limits.ingest_memory_bytes),
             store,
             limits: config.limits.clone(),
             hasher,
+            chain: config.chain.clone(),
             readiness: Readiness::default(),
         };
         let server = &config.server;
@@ -56,11 +66,14 @@ impl Application {
             health.into_listener().await?,
             server.metrics_port,
         )
-        .await?;
+        .await?
+        .with_tls(&server.tls)
+        .context("server.tls")?;
         Ok(Self {
             config,
             state,
             listeners,
+            checkpoints: (keys, counter),
         })
     }
 
@@ -86,7 +99,16 @@ impl Application {
             config,
             state,
             listeners,
+            checkpoints: (keys, counter),
         } = self;
+        let stop_checkpoints = CancellationToken::new();
+        let checkpointer = tokio::spawn(checkpointer::run(
+            state.store.clone(),
+            keys,
+            counter,
+            config.chain.checkpoint_interval,
+            stop_checkpoints.clone(),
+        ));
         let routers = Routers {
             api: api::api_router(state.clone()),
             health: api::health_router(state.clone()),
@@ -99,6 +121,8 @@ impl Application {
         listeners
             .serve_until(routers, &state.readiness, stop, drain, "datastorage")
             .await;
+        stop_checkpoints.cancel();
+        let _ = checkpointer.await;
         state.store.close().await;
         tracing::info!("datastorage stopped");
         Ok(())
@@ -118,6 +142,32 @@ pub fn chain_hasher(chain: &crate::config::ChainConfig) -> anyhow::Result<ChainH
             .with_context(|| format!("reading chain.verify_only_key_files {}", path.display()))?;
     }
     Ok(hasher)
+}
+
+/// The checkpoint keys of `chain`: the Ed25519 signing key when configured,
+/// the accepted public keys, and the chain's HMAC keys.
+pub fn checkpoint_keys(
+    chain: &crate::config::ChainConfig,
+    hasher: ChainHasher,
+) -> anyhow::Result<CheckpointKeys> {
+    let mut keys = CheckpointKeys::new(hasher);
+    if let Some(path) = &chain.checkpoint_signing_key_file {
+        keys = keys.with_signing_key_file(path).map_err(|e| {
+            anyhow::anyhow!(
+                "reading chain.checkpoint_signing_key_file {}: {e}",
+                path.display()
+            )
+        })?;
+    }
+    for path in &chain.checkpoint_public_key_files {
+        keys = keys.with_public_key_file(path).map_err(|e| {
+            anyhow::anyhow!(
+                "reading chain.checkpoint_public_key_files {}: {e}",
+                path.display()
+            )
+        })?;
+    }
+    Ok(keys)
 }
 
 /// Opens the configured backend.

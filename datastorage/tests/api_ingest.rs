@@ -49,7 +49,7 @@ async fn a_batch_with_one_invalid_event_writes_nothing() {
 async fn every_problem_of_every_event_is_reported_together() {
     let app = spawn_app().await;
     let mut batch = events("corr-many", 3);
-    batch[0].as_object_mut().unwrap().remove("actor_id");
+    batch[0]["event_action"] = json!("");
     batch[2]["retention_days"] = json!(0);
     batch[2]["event_data"] = json!({"event_type": "something.else"});
     let body = assert_problem(app.post_batch(&batch).await, 400, "validation-error").await;
@@ -68,7 +68,7 @@ async fn every_problem_of_every_event_is_reported_together() {
     assert_eq!(
         found,
         [
-            (0, "actor_id".to_owned()),
+            (0, "event_action".to_owned()),
             (2, "event_data.event_type".to_owned()),
             (2, "retention_days".to_owned()),
         ]
@@ -98,16 +98,33 @@ async fn events_without_ids_get_server_assigned_uuid_v7() {
 }
 
 #[tokio::test]
-async fn a_single_event_posted_again_answers_200_duplicate() {
+async fn a_single_event_posted_again_answers_201_counted_as_a_duplicate() {
+    // 201 either way: the only success status the reference platform's client
+    // declares for this call; the body says the replay stored nothing.
     let app = spawn_app().await;
     let e = event("corr-single", 0);
     let url = app.url("/api/v1/audit/events");
     let first = app.client.post(&url).json(&e).send().await.unwrap();
     assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        (first["created"].as_u64(), first["duplicates"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(first["event_id"], e["event_id"]);
+    assert_eq!(first["event_timestamp"], e["event_timestamp"]);
     let again = app.client.post(&url).json(&e).send().await.unwrap();
-    assert_eq!(again.status(), 200);
+    assert_eq!(again.status(), 201);
     let body: Value = again.json().await.unwrap();
-    assert_eq!(body["duplicates"], 1);
+    assert_eq!(
+        (body["created"].as_u64(), body["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("already stored"),
+        "{body}"
+    );
+    assert_eq!(app.all_events("corr-single").await.len(), 1);
 }
 
 #[tokio::test]

@@ -35,9 +35,9 @@ async fn a_hold_is_placed_listed_marks_events_and_is_released() {
         json!({"correlation_id": "corr-lh", "reason": "case 9"}),
     )
     .await;
-    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.status(), 200);
     let hold: Value = resp.json().await.unwrap();
-    assert_eq!(hold["events_held"], 4, "{hold}");
+    assert_eq!(hold["events_affected"], 4, "{hold}");
     assert_eq!(hold["placed_by"], "anonymous", "auth is disabled in tests");
     let again = place(
         &app,
@@ -128,7 +128,7 @@ async fn the_history_route_answers_the_journal_oldest_first() {
     let app = spawn_app().await;
     assert_eq!(app.post_batch(&events("corr-hist", 3)).await.status(), 201);
     let hold = json!({"correlation_id": "corr-hist", "reason": "case 11"});
-    assert_eq!(place(&app, hold.clone()).await.status(), 201);
+    assert_eq!(place(&app, hold.clone()).await.status(), 200);
     assert_eq!(place(&app, hold).await.status(), 200);
     let resp = release(&app, "corr-hist", json!({"release_reason": "settled"})).await;
     assert_eq!(resp.status(), 200);
@@ -205,7 +205,7 @@ async fn the_history_route_needs_the_update_verb_and_names_the_subject() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.status(), 200);
     let resp = app
         .client
         .get(&url)
@@ -223,7 +223,7 @@ async fn the_history_route_needs_the_update_verb_and_names_the_subject() {
 async fn sqlite_refuses_to_update_or_delete_journal_entries() {
     let app = spawn_app().await;
     let hold = json!({"correlation_id": "corr-journal", "reason": "case 13"});
-    assert_eq!(place(&app, hold).await.status(), 201);
+    assert_eq!(place(&app, hold).await.status(), 200);
     let resp = release(&app, "corr-journal", json!({"release_reason": "done"})).await;
     assert_eq!(resp.status(), 200);
 

@@ -158,7 +158,9 @@ async fn bad_query_parameters_are_400_problems_naming_each() {
         ("since=yesterday", "since"),
         ("event_outcome=meh", "event_outcome"),
         ("cursor=garbage", "cursor"),
-        ("colour=red", "colour"),
+        ("offset=100001", "offset"),
+        ("offset=-1", "offset"),
+        ("detail_key=signal_name", "detail_value"),
     ] {
         let resp = app
             .client
@@ -169,4 +171,24 @@ async fn bad_query_parameters_are_400_problems_naming_each() {
         let body = assert_problem(resp, 400, "invalid-query").await;
         assert_eq!(body["errors"][0]["field"], field, "{query}: {body}");
     }
+}
+
+#[tokio::test]
+async fn unknown_query_parameters_are_ignored_as_the_reference_does() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_batch(&events("corr-unknown-param", 2))
+            .await
+            .status(),
+        201
+    );
+    let (status, page) = app
+        .get_json("/api/v1/audit/events?correlation_id=corr-unknown-param&colour=red&limit=")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["pagination"]["total"], 2, "{page}");
+    assert_eq!(
+        page["pagination"]["limit"], 100,
+        "an empty limit is the default: {page}"
+    );
 }

@@ -45,17 +45,100 @@ async fn editing_event_data_in_the_sqlite_file_flags_exactly_that_event() {
     assert_ne!(tampered[0]["expected_hash"], tampered[0]["actual_hash"]);
 }
 
+/// The reference platform's client requires these fields of every answer.
+const REFERENCE_REQUIRED: [&str; 6] = [
+    "correlation_id",
+    "is_valid",
+    "total_events",
+    "verified_events",
+    "verification_time",
+    "message",
+];
+
+fn assert_reference_shape(report: &serde_json::Value) {
+    for field in REFERENCE_REQUIRED {
+        assert!(report.get(field).is_some(), "{field} missing: {report}");
+    }
+    let time = report["verification_time"].as_str().unwrap();
+    chrono::DateTime::parse_from_rfc3339(time).unwrap();
+    assert!(report["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
 #[tokio::test]
-async fn verifying_an_unknown_correlation_is_a_404_problem() {
+async fn an_unknown_correlation_is_a_valid_chain_of_zero_events() {
     let app = spawn_app().await;
-    let resp = app
-        .client
-        .post(app.url("/api/v1/audit/verify-chain"))
-        .json(&serde_json::json!({"correlation_id": "never-seen"}))
-        .send()
-        .await
+    let (status, report) = verify(&app, "never-seen").await;
+    assert_eq!(status, 200, "{report}");
+    assert_reference_shape(&report);
+    assert_eq!(report["is_valid"], true);
+    assert_eq!(report["total_events"], 0);
+    assert_eq!(report["verified_events"], 0);
+}
+
+#[tokio::test]
+async fn answers_carry_the_reference_fields_and_count_verified_events() {
+    let app = spawn_app().await;
+    let batch = events("corr-shape", 6);
+    assert_eq!(app.post_batch(&batch).await.status(), 201);
+    let (_, clean) = verify(&app, "corr-shape").await;
+    assert_reference_shape(&clean);
+    assert_eq!(
+        (
+            clean["total_events"].as_u64(),
+            clean["verified_events"].as_u64()
+        ),
+        (Some(6), Some(6))
+    );
+
+    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
+    conn.execute_batch("DROP TRIGGER audit_events_immutable")
         .unwrap();
-    assert_problem(resp, 404, "not-found").await;
+    conn.execute(
+        "UPDATE audit_events SET resource_id = 'elsewhere' WHERE event_id = ?1",
+        [batch[2]["event_id"].as_str().unwrap()],
+    )
+    .unwrap();
+    let (status, report) = verify(&app, "corr-shape").await;
+    assert_eq!(status, 200);
+    assert_reference_shape(&report);
+    assert_eq!(report["is_valid"], false);
+    assert_eq!(report["verified_events"], 5, "{report}");
+}
+
+/// A chain many chunks long verifies chunk by chunk, and tampering in the very
+/// last chunk (the last event) is still found.
+#[tokio::test]
+async fn a_chain_longer_than_many_chunks_verifies_and_its_last_event_is_checked() {
+    let app = spawn_app_with(|c| c.chain.verify_chunk_size = 7).await;
+    let batch = events("corr-long", 100);
+    assert_eq!(app.post_batch(&batch).await.status(), 201);
+    let (_, clean) = verify(&app, "corr-long").await;
+    assert_eq!(clean["is_valid"], true, "{clean}");
+    assert_eq!(clean["verified_events"], 100);
+
+    let victim = batch[99]["event_id"].as_str().unwrap();
+    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
+    conn.execute_batch("DROP TRIGGER audit_events_immutable")
+        .unwrap();
+    conn.execute(
+        "UPDATE audit_events SET event_data = '{\"n\":0}' WHERE event_id = ?1",
+        [victim],
+    )
+    .unwrap();
+    let (_, report) = verify(&app, "corr-long").await;
+    assert_eq!(report["is_valid"], false);
+    let reasons: Vec<(&str, &str)> = report["tampered_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["event_id"].as_str().unwrap(),
+                t["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons, [(victim, "content_modified")]);
 }
 
 #[tokio::test]

@@ -118,6 +118,46 @@ pub async fn chains_are_linear_per_correlation(store: Arc<dyn EventStore>) {
     assert!(hasher.verify("cb", &b).is_valid);
 }
 
+/// Verification reads a chain in bounded chunks, never the whole chain: 50
+/// events in chunks of 7 arrive as 8 chunks of at most 7 rows, contiguous, after
+/// the head, and the streamed verification sees all of them.
+pub async fn chains_are_read_in_bounded_chunks(store: Arc<dyn EventStore>) {
+    use datastorage::store::ChainPart;
+    for _ in 0..5 {
+        store.insert_batch(batch("chunked", 10)).await.unwrap();
+    }
+    let mut parts = store.chain_chunks("chunked", 7).await.unwrap();
+    let Some(Ok(ChainPart::Head(Some(head)))) = parts.recv().await else {
+        panic!("the head comes first");
+    };
+    assert_eq!(head.chain_seq, 50);
+    let mut sizes = Vec::new();
+    let mut seqs = Vec::new();
+    while let Some(part) = parts.recv().await {
+        let ChainPart::Events(chunk) = part.unwrap() else {
+            panic!("one head only");
+        };
+        sizes.push(chunk.len());
+        seqs.extend(chunk.iter().map(|e| e.chain_seq));
+    }
+    assert_eq!(sizes, [7, 7, 7, 7, 7, 7, 7, 1]);
+    assert_eq!(seqs, (1..=50).collect::<Vec<i64>>());
+    let report = datastorage::domain::verification::verify_chain(
+        store.as_ref(),
+        &ChainHasher::sha256(),
+        "chunked",
+        7,
+    )
+    .await
+    .unwrap();
+    assert!(report.is_valid, "{report:?}");
+    assert_eq!((report.total_events, report.verified_events), (50, 50));
+    // A correlation never stored: the head part says so, then nothing.
+    let mut none = store.chain_chunks("never", 7).await.unwrap();
+    assert!(matches!(none.recv().await, Some(Ok(ChainPart::Head(None)))));
+    assert!(none.recv().await.is_none());
+}
+
 pub async fn a_stored_event_reads_back_identically(store: Arc<dyn EventStore>) {
     let mut e = event("c-rt", 1);
     e.actor_ip = Some("10.1.2.3".into());
@@ -301,7 +341,7 @@ pub async fn legal_hold_covers_existing_and_later_events_until_released(
         ),
         ("held", "case 42", "alice")
     );
-    assert_eq!(hold.events_held, 3);
+    assert_eq!(hold.events_affected, 3);
 
     // Events stored later in a held correlation are held too.
     store.insert_batch(batch("held", 2)).await.unwrap();
@@ -324,12 +364,15 @@ pub async fn legal_hold_covers_existing_and_later_events_until_released(
         .await
         .unwrap();
     assert!(!created);
-    assert_eq!((again.reason.as_str(), again.events_held), ("case 42", 5));
+    assert_eq!(
+        (again.reason.as_str(), again.events_affected),
+        ("case 42", 5)
+    );
 
     let holds = store.legal_holds().await.unwrap();
     assert_eq!(holds.len(), 1);
     assert_eq!(
-        (holds[0].correlation_id.as_str(), holds[0].events_held),
+        (holds[0].correlation_id.as_str(), holds[0].events_affected),
         ("held", 5)
     );
 
@@ -427,6 +470,82 @@ pub async fn legal_hold_history_journals_every_placement_and_release(store: Arc<
     assert_eq!((other[0].action, other[0].events), (Placed, 1));
 }
 
+pub async fn offsets_counts_and_event_data_filters_agree(store: Arc<dyn EventStore>) {
+    let mut events = batch("co", 7);
+    for (i, e) in events.iter_mut().enumerate() {
+        e.event_timestamp =
+            audit_sdk::timestamp::normalize(Utc::now() - Duration::seconds(i as i64));
+    }
+    events[2]
+        .event_data
+        .insert("signal_name".into(), "NodeNotReady".into());
+    events[5]
+        .event_data
+        .insert("signal_name".into(), "NodeNotReady".into());
+    // A key that would break a JSON path or SQL text if it reached either.
+    events[6]
+        .event_data
+        .insert("it's \"odd\".$[0]".into(), "v' OR '1'='1".into());
+    store.insert_batch(events.clone()).await.unwrap();
+    store.insert_batch(batch("co-noise", 4)).await.unwrap();
+    let base = EventQuery {
+        correlation_id: Some("co".into()),
+        ..query()
+    };
+    let ids = |found: Vec<audit_sdk::StoredEvent>| -> Vec<uuid::Uuid> {
+        found.iter().map(|e| e.event_id()).collect()
+    };
+    let id = |i: usize| events[i].event_id.unwrap();
+
+    assert_eq!(store.count(&base).await.unwrap(), 7);
+    let everything = EventQuery {
+        correlation_id: None,
+        ..query()
+    };
+    assert_eq!(store.count(&everything).await.unwrap(), 11);
+    // Offset skips in the newest-first order; limit + 1 rows still come back.
+    let page = store
+        .query(&EventQuery {
+            limit: 2,
+            offset: 3,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(page), [3, 4, 5].map(id));
+    let past_end = EventQuery {
+        offset: 7,
+        ..base.clone()
+    };
+    assert!(store.query(&past_end).await.unwrap().is_empty());
+    assert_eq!(
+        store.count(&past_end).await.unwrap(),
+        7,
+        "count ignores offset"
+    );
+
+    let detail = |key: &str, value: &str| EventQuery {
+        detail: Some(datastorage::domain::query::DetailFilter {
+            key: key.into(),
+            value: value.into(),
+        }),
+        ..base.clone()
+    };
+    let node = detail("signal_name", "NodeNotReady");
+    assert_eq!(ids(store.query(&node).await.unwrap()), [2, 5].map(id));
+    assert_eq!(store.count(&node).await.unwrap(), 2);
+    let odd = detail("it's \"odd\".$[0]", "v' OR '1'='1");
+    assert_eq!(ids(store.query(&odd).await.unwrap()), [id(6)]);
+    assert!(store
+        .query(&detail("signal_name", "x"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.query(&detail("n", "nope")).await.unwrap().is_empty());
+    // Only string values match: the number 3 is not the text "3".
+    assert!(store.query(&detail("n", "3")).await.unwrap().is_empty());
+}
+
 /// Instantiates every case for one backend.
 macro_rules! conformance_suite {
     ($backend:ident, $factory:path) => {
@@ -436,9 +555,11 @@ macro_rules! conformance_suite {
                 inserts_are_idempotent_on_event_id,
                 one_event_id_is_stored_once_whatever_its_timestamp,
                 chains_are_linear_per_correlation,
+                chains_are_read_in_bounded_chunks,
                 a_stored_event_reads_back_identically,
                 queries_filter_and_page_newest_first,
                 equal_timestamps_page_without_loss,
+                offsets_counts_and_event_data_filters_agree,
                 legal_hold_covers_existing_and_later_events_until_released,
                 legal_hold_history_journals_every_placement_and_release,
                 ping_answers_and_close_refuses_further_work,

@@ -5,6 +5,13 @@
 //! caller: an audit problem is logged and counted, and the HTTP answer stays
 //! what the remediation outcome says (the SDK's spool covers DataStorage outages).
 //!
+//! Every payload is the reference platform's Gateway payload (discriminator
+//! `event_type`, `signal_type`, `signal_name`, `namespace`, `fingerprint`,
+//! `original_payload`, `error_details`, …) plus our own fields, so a reader of
+//! the reference's v1 audit API decodes it. The signal's original payload is
+//! left out (and `original_payload_omitted` says why) only when it would make
+//! the event invalid (too large or too deep), so the event itself is never lost.
+//!
 //! With `audit.durable_ack` (default on when `audit.spool_dir` is set) the
 //! signal handler awaits [`GatewayAudit::durable`] before answering: a 2xx then
 //! implies the signal's audit events are fsynced in the spool, so a SIGKILL of
@@ -13,7 +20,7 @@
 //! stalled disk) the answer is 503 with Retry-After instead: the sender
 //! (Alertmanager) retries, and the retry is deduplicated.
 
-use audit_sdk::payload::{DeduplicationStatus, GatewayEventData};
+use audit_sdk::payload::{DeduplicationStatus, ErrorDetails, GatewayEventData, SIGNAL_TYPE_ALERT};
 use audit_sdk::{AuditEvent, AuditStore, EventOutcome};
 use uuid::Uuid;
 
@@ -52,6 +59,8 @@ pub struct Subject<'a> {
     pub fingerprint: &'a Fingerprint,
     /// The RemediationRequest name (the correlation id).
     pub request: &'a str,
+    /// The namespace the RemediationRequest lives in.
+    pub request_namespace: &'a str,
 }
 
 /// Records the Gateway's events through the SDK.
@@ -101,7 +110,7 @@ impl GatewayAudit {
 
     /// `gateway.signal.received`: a signal that starts a new request.
     pub fn received(&self, s: Subject<'_>) -> Option<Uuid> {
-        let data = payload(s, DeduplicationStatus::New, 1, None);
+        let data = payload(event_types::SIGNAL_RECEIVED, s, DeduplicationStatus::New, 1);
         self.record(
             base(event_types::SIGNAL_RECEIVED, "received", s, data)
                 .resource(s.target.kind.clone(), target_id(s.target)),
@@ -110,7 +119,7 @@ impl GatewayAudit {
 
     /// `gateway.crd.created`, child of the `received` event.
     pub fn created(&self, s: Subject<'_>, parent: Option<Uuid>) -> Option<Uuid> {
-        let data = payload(s, DeduplicationStatus::New, 1, None);
+        let data = payload(event_types::CRD_CREATED, s, DeduplicationStatus::New, 1);
         let mut b = base(event_types::CRD_CREATED, "created", s, data);
         if let Some(p) = parent {
             b = b.parent(p);
@@ -118,15 +127,25 @@ impl GatewayAudit {
         self.record(b)
     }
 
-    /// `gateway.crd.failed` with the backend's error code.
+    /// `gateway.crd.failed` with the backend's error code; `retry_possible`
+    /// says whether the sender's retry can succeed.
     pub fn failed(
         &self,
         s: Subject<'_>,
         parent: Option<Uuid>,
         code: &str,
         message: &str,
+        retry_possible: bool,
     ) -> Option<Uuid> {
-        let data = payload(s, DeduplicationStatus::New, 0, Some(code));
+        let mut data = payload(event_types::CRD_FAILED, s, DeduplicationStatus::New, 0);
+        data.error_code = Some(code.to_owned());
+        data.error_details = Some(ErrorDetails {
+            message: truncate(message, 1000),
+            code: code.to_owned(),
+            component: CATEGORY.to_owned(),
+            retry_possible,
+            stack_trace: None,
+        });
         let mut b = base(event_types::CRD_FAILED, "create", s, data)
             .outcome(EventOutcome::Failure)
             .error(code, truncate(message, 1000));
@@ -138,7 +157,12 @@ impl GatewayAudit {
 
     /// `gateway.signal.deduplicated` with the request's new occurrence count.
     pub fn deduplicated(&self, s: Subject<'_>, occurrence_count: u64) -> Option<Uuid> {
-        let data = payload(s, DeduplicationStatus::Duplicate, occurrence_count, None);
+        let data = payload(
+            event_types::SIGNAL_DEDUPLICATED,
+            s,
+            DeduplicationStatus::Duplicate,
+            occurrence_count,
+        );
         self.record(base(
             event_types::SIGNAL_DEDUPLICATED,
             "deduplicated",
@@ -149,12 +173,17 @@ impl GatewayAudit {
 
     /// `gateway.signal.resolved`: the alert behind an active request cleared.
     pub fn resolved(&self, s: Subject<'_>, occurrence_count: u64) -> Option<Uuid> {
-        let data = payload(s, DeduplicationStatus::Duplicate, occurrence_count, None);
+        let data = payload(
+            event_types::SIGNAL_RESOLVED,
+            s,
+            DeduplicationStatus::Duplicate,
+            occurrence_count,
+        );
         self.record(base(event_types::SIGNAL_RESOLVED, "resolved", s, data))
     }
 
     fn record(&self, builder: audit_sdk::AuditEventBuilder) -> Option<Uuid> {
-        let event: AuditEvent = builder.build();
+        let event = without_unfit_original_payload(builder.build());
         let event_type = event.event_type.clone();
         match self.store.record(event) {
             Ok(id) => Some(id),
@@ -179,26 +208,55 @@ fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
 
+/// When the signal's original payload makes the event invalid (an event_data
+/// size or depth limit), the event goes without it, saying why: the audit
+/// record matters more than a copy of the input.
+fn without_unfit_original_payload(mut event: AuditEvent) -> AuditEvent {
+    let Err(errors) = event.validate() else {
+        return event;
+    };
+    let about_data: Vec<String> = errors
+        .0
+        .iter()
+        .filter(|e| e.field.starts_with("event_data"))
+        .map(|e| e.message.clone())
+        .collect();
+    if about_data.is_empty() || event.event_data.remove("original_payload").is_none() {
+        return event;
+    }
+    tracing::warn!(event_type = %event.event_type, reason = %about_data.join("; "), "audit event recorded without the signal's original payload");
+    event.event_data.insert(
+        "original_payload_omitted".to_owned(),
+        about_data.join("; ").into(),
+    );
+    event
+}
+
 fn payload(
+    event_type: &str,
     s: Subject<'_>,
     status: DeduplicationStatus,
     occurrence_count: u64,
-    error_code: Option<&str>,
 ) -> GatewayEventData {
     GatewayEventData {
+        event_type: Some(event_type.to_owned()),
+        signal_type: Some(SIGNAL_TYPE_ALERT.to_owned()),
+        original_payload: s.signal.payload.as_object().cloned(),
         signal_name: Some(s.signal.name.clone()),
         fingerprint: Some(s.fingerprint.to_string()),
-        namespace: s.target.namespace.clone(),
+        // The reference requires the field; cluster-scoped targets send "".
+        namespace: Some(s.target.namespace.clone().unwrap_or_default()),
         severity: Some(s.signal.severity.clone()),
         resource_kind: Some(s.target.kind.clone()),
         resource_name: Some(s.target.name.clone()),
-        remediation_request: Some(s.request.to_owned()),
+        remediation_request: Some(format!("{}/{}", s.request_namespace, s.request)),
         deduplication_status: Some(status),
         occurrence_count: (occurrence_count > 0).then_some(occurrence_count),
         signal_labels: Some(s.signal.labels.clone()),
         signal_annotations: Some(s.signal.annotations.clone()),
         signal_source: Some(s.signal.source.as_str().to_owned()),
-        error_code: error_code.map(str::to_owned),
+        error_code: None,
+        error_details: None,
     }
 }
 

@@ -86,6 +86,9 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after that.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// TLS on the API port (`cert_file` and `key_file`; re-read as they rotate).
+    #[serde(default)]
+    pub tls: service_kit::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(15),
             shutdown_delay: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
+            tls: service_kit::tls::TlsConfig::default(),
         }
     }
 }

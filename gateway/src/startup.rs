@@ -50,7 +50,8 @@ impl Application {
         let state = AppState {
             auth,
             intake: Intake::new(backend, GatewayAudit::new(store), config.cluster.clone())
-                .with_cluster_label(config.signals.cluster_label.clone()),
+                .with_cluster_label(config.signals.cluster_label.clone())
+                .with_request_namespace(config.remediation.kubernetes.namespace.clone()),
             lifecycle: Readiness::default(),
             limits: config.limits.clone(),
             signals: config.signals.clone(),
@@ -63,7 +64,9 @@ impl Application {
             server.health_port,
             server.metrics_port,
         )
-        .await?;
+        .await?
+        .with_tls(&server.tls)
+        .context("server.tls")?;
         Ok(Self {
             config,
             state,

@@ -316,9 +316,18 @@ async fn a_request_that_ended_after_the_lookup_is_not_counted() {
         rr["status"]["deduplication"]["occurrenceCount"], 1,
         "not counted on an ended request"
     );
-    // The next delivery creates generation 2.
-    let Outcome::Created { name: next, .. } = intake.process(signal()).await.unwrap() else {
-        panic!("a new request after the previous one ended");
+    // The next delivery creates generation 2 — or, when this replica's
+    // watch has not delivered the end yet, fails as a conflict (nothing
+    // counted) after reading the request fresh, and the one after creates it.
+    let outcome = match intake.process(signal()).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            assert!(matches!(e.error, BackendError::Conflict(_)), "{e}");
+            intake.process(signal()).await.unwrap()
+        }
+    };
+    let Outcome::Created { name: next, .. } = outcome else {
+        panic!("a new request after the previous one ended: {outcome:?}");
     };
     assert_eq!(next, generation_name(&deployment_fingerprint(), 2));
 }
@@ -346,6 +355,98 @@ async fn a_create_whose_answer_was_lost_is_recognised_as_created_on_its_409() {
         "the retry saw its own object: {creates:?}"
     );
     assert_eq!(fake.list(RRS, "").len(), 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_count_whose_answer_was_lost_is_counted_once() {
+    let fake = FakeApiServer::start().await;
+    seed_deployment_chain(&fake);
+    let intake = intake(&fake);
+    let Outcome::Created { name, .. } = intake.process(signal()).await.unwrap() else {
+        panic!("created");
+    };
+    // The duplicate's status patch is applied, but its answer comes after
+    // the call deadline: the backend cannot know from the answer.
+    fake.inject(
+        Fault::new(FaultAction::DelayAnswer(Duration::from_secs(2)), 1)
+            .verb("patch")
+            .resource("remediationrequests"),
+    );
+    let outcome = intake.process(signal()).await;
+    let rr = fake.get(&format!("{RRS}/{name}")).unwrap();
+    println!(
+        "outcome {outcome:?}; stored deduplication {}; calls {:?}",
+        rr["status"]["deduplication"],
+        fake.counts(None)
+    );
+    assert!(
+        matches!(
+            outcome,
+            Ok(Outcome::Duplicate {
+                occurrence_count: 2,
+                ..
+            })
+        ),
+        "a lost answer is not a failure: {outcome:?}"
+    );
+    assert_eq!(
+        rr["status"]["deduplication"]["occurrenceCount"], 2,
+        "counted once, not twice"
+    );
+    // The next duplicate counts on top, as usual.
+    let outcome = intake.process(signal()).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Duplicate {
+                occurrence_count: 3,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let rr = fake.get(&format!("{RRS}/{name}")).unwrap();
+    assert_eq!(rr["status"]["deduplication"]["occurrenceCount"], 3);
+    assert_eq!(
+        rr["status"]["deduplication"]["recentSignals"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_duplicate_count_that_did_not_apply_is_retried() {
+    let fake = FakeApiServer::start().await;
+    seed_deployment_chain(&fake);
+    let intake = intake(&fake);
+    let Outcome::Created { name, .. } = intake.process(signal()).await.unwrap() else {
+        panic!("created");
+    };
+    // The connection breaks before the server applies anything.
+    fake.inject(
+        Fault::new(FaultAction::Disconnect, 1)
+            .verb("patch")
+            .resource("remediationrequests"),
+    );
+    let outcome = intake.process(signal()).await;
+    let rr = fake.get(&format!("{RRS}/{name}")).unwrap();
+    println!(
+        "outcome {outcome:?}; stored deduplication {}; patches {}",
+        rr["status"]["deduplication"],
+        fake.count("patch", None)
+    );
+    assert!(
+        matches!(
+            outcome,
+            Ok(Outcome::Duplicate {
+                occurrence_count: 2,
+                ..
+            })
+        ),
+        "retried within the budget: {outcome:?}"
+    );
+    assert_eq!(rr["status"]["deduplication"]["occurrenceCount"], 2);
 }
 
 #[tokio::test]

@@ -6,58 +6,22 @@
 //! stable across replace and checks `resourceVersion` preconditions as the
 //! real one does, which is what this scenario depends on.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_sdk::AuditStore;
-use chrono::Utc;
-use gateway::audit::GatewayAudit;
+use common::kube_replica::{backend, intake, workload_signal, REPLICA_HEADER, RRS};
 use gateway::config::KubernetesConfig;
 use gateway::domain::intake::{Intake, Outcome};
-use gateway::domain::signal::{ResourceRef, Signal, SignalSource};
-use gateway::remediation::kubernetes::{client_config, KubernetesBackend};
 use kube_fake::{FakeApiServer, Fault, FaultAction};
-use serde_json::json;
 
-const NS: &str = "kubernaut-system";
-const RRS: &str = "/apis/kubernaut.ai/v1alpha1/namespaces/kubernaut-system/remediationrequests";
 const WORKLOADS: usize = 20;
 const ALERTS: usize = 200;
 
-fn signal(workload: usize) -> Signal {
-    let name = format!("api-{workload}");
-    Signal {
-        name: "HighMemory".into(),
-        severity: "critical".into(),
-        source: SignalSource::Prometheus,
-        target: ResourceRef::new(Some("payments"), "Deployment", &name),
-        labels: BTreeMap::from([("alertname".into(), "HighMemory".into())]),
-        annotations: BTreeMap::new(),
-        firing_time: None,
-        received_time: Utc::now(),
-        payload: json!({"labels": {"deployment": name}}),
-    }
-}
-
 fn replica(fake: &FakeApiServer, name: &str) -> Intake {
-    let settings = KubernetesConfig {
-        namespace: NS.into(),
-        ..KubernetesConfig::default()
-    };
-    let mut config = client_config(fake.config(), &settings);
-    config
-        .headers
-        .push(("x-replica".parse().unwrap(), name.parse().unwrap()));
-    let client = kube::Client::try_from(config).unwrap();
-    let audit = GatewayAudit::new(
-        AuditStore::new(audit_sdk::AuditConfig::new("http://127.0.0.1:9")).unwrap(),
-    );
-    Intake::new(
-        Arc::new(KubernetesBackend::new(client, &settings, name)),
-        audit,
-        None,
-    )
+    intake(Arc::new(backend(fake, &KubernetesConfig::default(), name)))
 }
 
 #[tokio::test]
@@ -74,7 +38,7 @@ async fn two_replicas_one_stalled_past_the_lease_count_every_signal_once() {
         Fault::new(FaultAction::Delay(lease + Duration::from_millis(500)), 1)
             .verb("create")
             .resource("remediationrequests")
-            .header("x-replica", "b"),
+            .header(REPLICA_HEADER, "b"),
     );
     let replicas = [replica(&fake, "a"), replica(&fake, "b")];
     let mut tasks = Vec::new();
@@ -84,7 +48,7 @@ async fn two_replicas_one_stalled_past_the_lease_count_every_signal_once() {
         tasks.push(tokio::spawn(async move {
             // Alertmanager retries a failed delivery; count the attempts.
             for attempt in 1..=20 {
-                match intake.process(signal(i % WORKLOADS)).await {
+                match intake.process(workload_signal(i % WORKLOADS)).await {
                     Ok(outcome) => return (outcome, attempt),
                     Err(e) => {
                         eprintln!("alert {i} attempt {attempt}: {e}");

@@ -44,7 +44,10 @@ async fn an_alert_creates_a_request_and_its_repeat_is_counted_as_a_duplicate() {
         assert_eq!(data["severity"], "critical");
         assert_eq!(data["resource_kind"], "Deployment");
         assert_eq!(data["resource_name"], "api");
-        assert_eq!(data["remediation_request"], rr.as_str());
+        assert_eq!(
+            data["remediation_request"],
+            format!("{}/{rr}", audit_sdk::names::NAMESPACE)
+        );
         assert_eq!(data["deduplication_status"], "new");
         assert_eq!(data["occurrence_count"], 1);
         assert_eq!(data["signal_labels"]["alertname"], "HighMemory");

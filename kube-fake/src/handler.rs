@@ -151,7 +151,24 @@ async fn handle(
             tokio::time::sleep(d).await;
             r
         }
+        Some(FaultAction::Disconnect) => {
+            let broken = futures_util::stream::once(async {
+                Err::<Bytes, _>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected disconnect (fake API server)",
+                ))
+            });
+            let mut r = Response::new(Body::from_stream(broken));
+            // Logged as "no answer".
+            r.extensions_mut().insert(NoAnswer);
+            r
+        }
         None => serve(&shared, verb, target, &query, &headers, &body),
+    };
+    let status = if response.extensions().get::<NoAnswer>().is_some() {
+        0
+    } else {
+        response.status().as_u16()
     };
     lock(&shared.calls).push(Call {
         verb,
@@ -161,10 +178,15 @@ async fn handle(
         resource,
         subresource: parse(uri.path()).and_then(|t| t.subresource),
         headers: header_list,
-        status: response.status().as_u16(),
+        status,
     });
+    shared.logged.send_modify(|n| *n += 1);
     response
 }
+
+/// Marks a response that is no answer (a broken connection).
+#[derive(Clone, Copy)]
+struct NoAnswer;
 
 fn serve(
     shared: &Arc<Shared>,
@@ -195,6 +217,18 @@ fn serve(
         );
     }
     if let Some(sub) = &target.subresource {
+        // A scripted subresource create (`serviceaccounts/token`).
+        let scripted = lock(&shared.responders)
+            .get(&format!("{}/{sub}", target.resource.plural))
+            .cloned();
+        if let (Some(respond), "create") = (scripted, verb) {
+            let mut object = serde_json::from_slice::<Value>(body).unwrap_or(json!({}));
+            if object["metadata"]["name"].is_null() {
+                object["metadata"]["name"] = json!(target.name);
+            }
+            let (code, answer_body) = respond(&object);
+            return answer(code, &answer_body);
+        }
         if sub != "status" || !target.resource.has_status_subresource() {
             return answer(
                 404,

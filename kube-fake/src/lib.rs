@@ -27,8 +27,9 @@
 //!   `BOOKMARK`s when asked (`allowWatchBookmarks`), `timeoutSeconds`, and an
 //!   `ERROR` event with 410 `Expired` when the resume version was compacted
 //!   ([`FakeApiServer::compact`]);
-//! - injected faults ([`Fault`]): a status (429/503 with `Retry-After`, 403, …)
-//!   or extra latency for matching calls, plus a latency for every call;
+//! - injected faults ([`Fault`]): a status (429/503 with `Retry-After`, 403, …),
+//!   extra latency before serving or before answering, or a broken
+//!   connection, for matching calls, plus a latency for every call;
 //! - a log of every call (verb, path, query, headers, content type, answer).
 //!
 //! # What it does not model
@@ -83,7 +84,7 @@ pub struct Call {
     pub subresource: Option<String>,
     /// Request headers, names lower-cased.
     pub headers: Vec<(String, String)>,
-    /// The answer's HTTP status.
+    /// The answer's HTTP status (0: no answer, [`FaultAction::Disconnect`]).
     pub status: u16,
 }
 
@@ -113,6 +114,10 @@ pub enum FaultAction {
     /// Serve the call (its write is applied at once), then hold the answer
     /// this long: a client that times out never learns that it succeeded.
     DelayAnswer(Duration),
+    /// Do not serve the call (nothing is applied) and break the connection
+    /// before an answer body arrives, as a dropped connection does. Logged
+    /// with status 0.
+    Disconnect,
 }
 
 /// A fault for the calls it matches (every `None` matches anything).
@@ -178,6 +183,8 @@ struct Shared {
     bookmark_interval: Duration,
     faults: Mutex<Vec<Fault>>,
     calls: Mutex<Vec<Call>>,
+    /// Bumped after every logged call, for [`FakeApiServer::wait_for_call`].
+    logged: tokio::sync::watch::Sender<usize>,
     responders: Mutex<HashMap<String, Responder>>,
     hidden: Mutex<HashSet<String>>,
     /// Bumped to end every open watch.
@@ -250,6 +257,7 @@ impl Builder {
             bookmark_interval: self.bookmark_interval,
             faults: Mutex::default(),
             calls: Mutex::default(),
+            logged: tokio::sync::watch::channel(0).0,
             responders: Mutex::default(),
             hidden: Mutex::default(),
             disconnect: tokio::sync::watch::channel(0).0,
@@ -335,7 +343,10 @@ impl FakeApiServer {
         lock(&self.shared.faults).clear();
     }
 
-    /// Scripts the answer to `create` on `plural` (nothing is stored).
+    /// Scripts the answer to `create` on `plural` (nothing is stored);
+    /// `plural/subresource` (`serviceaccounts/token`) scripts the create on
+    /// that subresource of any object, the body carrying the object's name in
+    /// `metadata.name` when it names none.
     pub fn respond_to_create(
         &self,
         plural: &str,
@@ -352,6 +363,20 @@ impl FakeApiServer {
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         lock(&self.shared.calls).clone()
+    }
+
+    /// Resolves once a logged call matches `matching` (calls already
+    /// logged count): a test's readiness signal, e.g. "the watch is open".
+    /// A watch is logged when its stream starts.
+    pub async fn wait_for_call(&self, matching: impl Fn(&Call) -> bool) {
+        let mut logged = self.shared.logged.subscribe();
+        loop {
+            if lock(&self.shared.calls).iter().any(&matching) {
+                return;
+            }
+            // The sender lives in `self.shared`: `changed` cannot fail while `self` does.
+            let _ = logged.changed().await;
+        }
     }
 
     /// Forgets the calls so far.

@@ -2,7 +2,8 @@
 //! the three listeners and their graceful shutdown ([`listeners`],
 //! [`shutdown`]), a health port that answers before the service is built
 //! ([`early_health`]), the lifecycle `/readyz` reports ([`readiness`]), logs
-//! ([`logging`]) and request metrics ([`http_metrics`]).
+//! ([`logging`]), request metrics ([`http_metrics`]) and TLS on the API port
+//! with certificates re-read as they rotate ([`tls`]).
 //!
 //! DataStorage and the Gateway differ in what they serve, not in how they start,
 //! drain and report; keeping that here means a fix to shutdown ordering or to
@@ -14,3 +15,6 @@ pub mod listeners;
 pub mod logging;
 pub mod readiness;
 pub mod shutdown;
+#[cfg(feature = "test-support")]
+pub mod test_ca;
+pub mod tls;

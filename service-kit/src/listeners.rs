@@ -1,7 +1,12 @@
 //! The three listeners of a service (API, health, metrics), served until a
 //! stop signal and then drained in the order [`crate::shutdown`] describes.
+//!
+//! With `server.tls` the API port serves https ([`crate::tls`]); health and
+//! metrics stay plain HTTP, for kubelet probes and scrapers inside the Pod's
+//! network.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::readiness::Readiness;
+use crate::tls::{ReloadingCert, TlsConfig, TlsError, TlsListener};
 
 /// Bound, not yet serving, listeners (port 0 picks a free port).
 #[derive(Debug)]
@@ -19,6 +25,22 @@ pub struct Listeners {
     api: TcpListener,
     health: TcpListener,
     metrics: TcpListener,
+    api_tls: Option<ApiTls>,
+}
+
+/// TLS of the API listener.
+struct ApiTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    cert: Arc<ReloadingCert>,
+    /// Stops the certificate watcher with the listeners.
+    _watch: tokio_util::sync::DropGuard,
+}
+
+impl std::fmt::Debug for ApiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTls").field("cert", &self.cert).finish()
+    }
 }
 
 /// The three routers to serve.
@@ -57,7 +79,33 @@ impl Listeners {
             api: bind(host, api, "API").await?,
             health,
             metrics: bind(host, metrics, "metrics").await?,
+            api_tls: None,
         })
+    }
+
+    /// Serves the API port over TLS when `tls` configures it: loads the
+    /// certificate now (a bad pair is an error at start-up) and re-reads it
+    /// every `tls.reload_interval` while the listeners live.
+    pub fn with_tls(mut self, tls: &TlsConfig) -> Result<Self, TlsError> {
+        let stop = CancellationToken::new();
+        if let Some((acceptor, cert)) = crate::tls::acceptor(tls, stop.clone())? {
+            self.api_tls = Some(ApiTls {
+                acceptor,
+                handshake_timeout: tls.handshake_timeout,
+                cert,
+                _watch: stop.drop_guard(),
+            });
+        }
+        Ok(self)
+    }
+
+    /// `https` when the API port serves TLS, else `http`.
+    pub fn api_scheme(&self) -> &'static str {
+        if self.api_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Address of the API listener.
@@ -96,13 +144,35 @@ impl Listeners {
             (self.api_addr(), self.health_addr(), self.metrics_addr());
         // Listeners stop accepting when this is cancelled, after the delay.
         let close = CancellationToken::new();
+        let scheme = self.api_scheme();
+        let api = match self.api_tls {
+            Some(tls) => {
+                let listener = match TlsListener::new(self.api, tls.acceptor, tls.handshake_timeout)
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot serve TLS on the API listener");
+                        return;
+                    }
+                };
+                let server = spawn_on(listener, routers.api, close.clone());
+                // The watcher lives as long as the API server.
+                let watch = tls._watch;
+                tokio::spawn(async move {
+                    let outcome = server.await;
+                    drop(watch);
+                    outcome.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                })
+            }
+            None => spawn(self.api, routers.api, close.clone()),
+        };
         let servers = [
-            spawn(self.api, routers.api, close.clone()),
+            api,
             spawn(self.health, routers.health, close.clone()),
             spawn(self.metrics, routers.metrics, close.clone()),
         ];
         readiness.set_ready();
-        tracing::info!(%api_addr, %health_addr, %metrics_addr, "{name} ready");
+        tracing::info!(%api_addr, api_scheme = scheme, %health_addr, %metrics_addr, "{name} ready");
 
         stop.cancelled().await;
         readiness.set_draining();
@@ -137,6 +207,22 @@ fn spawn(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(close.cancelled_owned())
+            .await
+    })
+}
+
+fn spawn_on<L>(
+    listener: L,
+    router: Router,
+    close: CancellationToken,
+) -> JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(close.cancelled_owned())

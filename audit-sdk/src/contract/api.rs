@@ -30,6 +30,37 @@ pub struct BatchResponse {
     pub duplicates: usize,
 }
 
+/// Answer of a successful batch ingest: [`BatchResponse`] (what the SDK reads)
+/// plus the reference platform's `message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchCreated {
+    /// Ids and counts.
+    #[serde(flatten)]
+    pub batch: BatchResponse,
+    /// What happened, for people (`3 event(s) stored, 0 already stored`).
+    pub message: String,
+}
+
+/// Answer of a successful single-event ingest: the reference platform's
+/// `AuditEventResponse` (`event_id`, `event_timestamp`, `message`, which its
+/// client requires) plus the counts of [`BatchResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventCreated {
+    /// The stored event's id (server-assigned when the request had none).
+    pub event_id: Uuid,
+    /// Its `event_timestamp`, as stored (UTC, microseconds).
+    #[serde(with = "crate::timestamp")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub event_timestamp: chrono::DateTime<chrono::Utc>,
+    /// What happened, for people.
+    pub message: String,
+    /// Ids and counts (`created` 1, or `duplicates` 1 for an idempotent replay).
+    #[serde(flatten)]
+    pub batch: BatchResponse,
+}
+
 /// One page of a query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -40,12 +71,19 @@ pub struct EventPage {
     pub pagination: Pagination,
 }
 
-/// Keyset pagination state of a query answer.
+/// Pagination state of a query answer: the reference platform's `offset` and
+/// `total` beside our keyset cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pagination {
     /// The page size used.
     pub limit: usize,
+    /// Events skipped before this page (the `offset` parameter; 0 with a cursor).
+    #[serde(default)]
+    pub offset: usize,
+    /// Events matching the filters, all pages together (ignoring `cursor`/`offset`).
+    #[serde(default)]
+    pub total: u64,
     /// Whether more events match after this page.
     pub has_more: bool,
     /// Opaque cursor for the next page (pass as `cursor`), absent on the last page.
@@ -56,22 +94,32 @@ pub struct Pagination {
 /// Body of `POST /api/v1/audit/verify-chain`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct VerifyChainRequest {
     /// The chain to verify.
     pub correlation_id: String,
 }
 
 /// Result of recomputing one correlation id's hash chain.
+///
+/// The fields the reference platform's client requires (`correlation_id`,
+/// `is_valid`, `total_events`, `verified_events`, `verification_time`,
+/// `message`) are always present; `tampered_events` carries our details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyChainResponse {
     /// The chain verified.
     pub correlation_id: String,
-    /// True when every event's hash and link recompute to what is stored.
+    /// True when every event's hash and link recompute to what is stored, and
+    /// the rows agree with the chain head kept apart from them.
     pub is_valid: bool,
-    /// Number of events in the chain.
+    /// Number of events found in the chain (0 for a correlation id never seen).
     pub total_events: usize,
+    /// Number of those events that verified (no entry in `tampered_events`).
+    pub verified_events: usize,
+    /// When the verification ran.
+    pub verification_time: chrono::DateTime<chrono::Utc>,
+    /// One line saying what was found, for people.
+    pub message: String,
     /// Every event whose stored hash, link or position does not check out.
     pub tampered_events: Vec<TamperedEvent>,
 }
@@ -131,8 +179,10 @@ pub struct LegalHold {
     pub placed_by: String,
     /// When the hold was placed.
     pub placed_at: chrono::DateTime<chrono::Utc>,
-    /// Events of the correlation held when this answer was produced.
-    pub events_held: u64,
+    /// Events of the correlation held when this answer was produced (the
+    /// reference's name; earlier versions of this API said `events_held`).
+    #[serde(alias = "events_held")]
+    pub events_affected: u64,
 }
 
 /// Answer of `DELETE /api/v1/audit/legal-hold/{correlation_id}`.
@@ -145,6 +195,8 @@ pub struct LegalHoldReleased {
     pub release_reason: String,
     /// Who released it.
     pub released_by: String,
+    /// When it was released.
+    pub released_at: chrono::DateTime<chrono::Utc>,
     /// Events whose hold was lifted.
     pub events_released: u64,
 }
@@ -155,6 +207,8 @@ pub struct LegalHoldReleased {
 pub struct LegalHoldList {
     /// Every active hold, oldest first.
     pub holds: Vec<LegalHold>,
+    /// How many holds are active (`holds.len()`).
+    pub total: usize,
 }
 
 /// What a legal-hold journal entry records.

@@ -5,6 +5,12 @@
 //! optional and unknown keys are allowed (so an older server accepts events of a
 //! newer gateway), but a field that is present must have its documented type: a
 //! consumer reading `occurrence_count` can rely on it being a number.
+//!
+//! Its fields are a superset of the reference platform's Gateway payload
+//! (`event_type` discriminator, `signal_type`, `signal_name`, `namespace`,
+//! `fingerprint`, `original_payload`, `error_details`, …), so the Gateway's
+//! events are what a reference reader decodes; `signal_source` and
+//! `error_code` are ours.
 
 use std::collections::BTreeMap;
 
@@ -26,17 +32,48 @@ pub enum DeduplicationStatus {
     Duplicate,
 }
 
+/// The reference payload's only `signal_type`: every adapter's signal is an
+/// alert (the adapter is `signal_source`).
+pub const SIGNAL_TYPE_ALERT: &str = "alert";
+
+/// Why an operation failed, in the reference platform's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetails {
+    /// Human-readable description.
+    pub message: String,
+    /// Machine-readable classification.
+    pub code: String,
+    /// The service that failed (`gateway`).
+    pub component: String,
+    /// Whether a retry can succeed (transient) or not (permanent).
+    pub retry_possible: bool,
+    /// Top stack frames, when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_trace: Option<Vec<String>>,
+}
+
 /// `event_data` of the Gateway's events (`gateway.signal.received`,
-/// `gateway.signal.deduplicated`, `gateway.crd.created`, `gateway.crd.failed`).
+/// `gateway.signal.deduplicated`, `gateway.crd.created`, `gateway.crd.failed`,
+/// `gateway.signal.resolved`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewayEventData {
+    /// The event's own type: the discriminator readers decode the payload by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Kind of signal; always [`SIGNAL_TYPE_ALERT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_type: Option<String>,
+    /// The source's own JSON for the signal (one alert, or the event), from
+    /// which a RemediationRequest can be rebuilt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_payload: Option<Map<String, Value>>,
     /// The signal's name (AlertManager `alertname`, Kubernetes event `reason`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal_name: Option<String>,
     /// Hex SHA-256 fingerprint of the signal's target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
-    /// Namespace of the target resource.
+    /// Namespace of the target resource (`""` for cluster-scoped kinds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Severity of the signal (`unknown` when it carried none).
@@ -48,7 +85,8 @@ pub struct GatewayEventData {
     /// Name of the target resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_name: Option<String>,
-    /// Name of the RemediationRequest the signal created or joined.
+    /// The RemediationRequest the signal created or joined, as
+    /// `namespace/name` (its name alone is the event's `correlation_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation_request: Option<String>,
     /// New or duplicate.
@@ -69,6 +107,9 @@ pub struct GatewayEventData {
     /// Why a RemediationRequest could not be created (`gateway.crd.failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// The same failure in the reference's shape (`gateway.crd.failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_details: Option<ErrorDetails>,
 }
 
 impl GatewayEventData {
@@ -178,6 +219,25 @@ mod tests {
         assert_eq!(fields, ["event_data.occurrence_count"]);
         let good = obj(json!({"signal_name": "x", "namespace": null, "extra": 1}));
         assert!(check("gateway.signal.received", &good).is_empty());
+    }
+
+    #[test]
+    fn reference_fields_are_typed_too() {
+        let data = obj(json!({
+            "event_type": "gateway.crd.failed",
+            "signal_type": "alert",
+            "original_payload": "not an object",
+            "error_details": {"message": "m", "code": "c", "component": "gateway"}
+        }));
+        let mut fields: Vec<String> = check("gateway.crd.failed", &data)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            ["event_data.error_details", "event_data.original_payload"]
+        );
     }
 
     #[test]

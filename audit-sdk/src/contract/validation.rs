@@ -4,8 +4,17 @@
 //! - [`AuditEvent::validate`] checks a typed event (what the SDK does before
 //!   enqueueing);
 //! - [`AuditEvent::from_json`] turns untrusted JSON into an event (what the server
-//!   does), reporting missing fields, wrong types, unknown fields and broken rules
-//!   together, so a client fixes a bad event in one round trip.
+//!   does), reporting missing fields, wrong types and broken rules together, so a
+//!   client fixes a bad event in one round trip.
+//!
+//! The server reads bodies as leniently as the reference platform's DataStorage
+//! does, so its clients work unchanged: fields it does not know are ignored,
+//! `actor_*`/`resource_*` may be left out (they default as the reference's do),
+//! optional texts may be `""` (stored as sent: the reference Gateway sends
+//! `namespace: ""` for cluster-scoped targets), `cluster_name` is read as
+//! `cluster_id`, and `parent_event_date` is accepted (checked, not stored: one
+//! `event_id` names one event whatever its date). Everything that could wedge or
+//! corrupt the store (NUL, sizes, depth, the timestamp window) stays refused.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -32,32 +41,17 @@ fn summary(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-/// Every field name of the wire contract, for the unknown-field check.
-const KNOWN_FIELDS: &[&str] = &[
-    "version",
-    "event_id",
-    "event_type",
-    "event_timestamp",
-    "event_category",
-    "event_action",
-    "event_outcome",
-    "actor_type",
-    "actor_id",
-    "actor_ip",
-    "resource_type",
-    "resource_id",
-    "correlation_id",
-    "parent_event_id",
-    "namespace",
-    "cluster_id",
-    "severity",
-    "duration_ms",
-    "error_code",
-    "error_message",
-    "retention_days",
-    "is_sensitive",
-    "event_data",
-];
+/// `actor_type` recorded when a request leaves it out (the reference's default).
+pub const DEFAULT_ACTOR_TYPE: &str = "service";
+
+/// `actor_id` recorded when a request leaves it out: `{event_category}-service`,
+/// as the reference derives it.
+pub fn default_actor_id(event_category: &str) -> String {
+    format!("{event_category}-service")
+}
+
+/// The reference's name of `cluster_id`, read when `cluster_id` is absent.
+const CLUSTER_ID_ALIAS: &str = "cluster_name";
 
 impl AuditEvent {
     /// Checks the event against the contract as of now.
@@ -95,15 +89,13 @@ impl AuditEvent {
             errors: Vec::new(),
             failed: BTreeSet::new(),
         };
-        let unknown: Vec<String> = f
-            .map
-            .keys()
-            .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        for key in unknown {
-            f.fail(&key, "unknown field");
-        }
+        let event_category: String = f.required("event_category").unwrap_or_default();
+        let correlation_id: String = f.required("correlation_id").unwrap_or_default();
+        let cluster_id = match f.optional("cluster_id") {
+            Some(id) => Some(id),
+            None => f.optional(CLUSTER_ID_ALIAS),
+        };
+        f.optional_date("parent_event_date");
 
         let event = AuditEvent {
             version: f
@@ -112,18 +104,26 @@ impl AuditEvent {
             event_id: f.optional_uuid("event_id"),
             event_type: f.required("event_type").unwrap_or_default(),
             event_timestamp: f.required_timestamp("event_timestamp"),
-            event_category: f.required("event_category").unwrap_or_default(),
             event_action: f.required("event_action").unwrap_or_default(),
             event_outcome: f.required_outcome("event_outcome"),
-            actor_type: f.required("actor_type").unwrap_or_default(),
-            actor_id: f.required("actor_id").unwrap_or_default(),
+            actor_type: f
+                .optional("actor_type")
+                .unwrap_or_else(|| DEFAULT_ACTOR_TYPE.to_owned()),
+            actor_id: f
+                .optional("actor_id")
+                .unwrap_or_else(|| default_actor_id(&event_category)),
             actor_ip: f.optional("actor_ip"),
-            resource_type: f.required("resource_type").unwrap_or_default(),
-            resource_id: f.required("resource_id").unwrap_or_default(),
-            correlation_id: f.required("correlation_id").unwrap_or_default(),
+            resource_type: f
+                .optional("resource_type")
+                .unwrap_or_else(|| event_category.clone()),
+            resource_id: f
+                .optional("resource_id")
+                .unwrap_or_else(|| correlation_id.clone()),
+            event_category,
+            correlation_id,
             parent_event_id: f.optional_uuid("parent_event_id"),
             namespace: f.optional("namespace"),
-            cluster_id: f.optional("cluster_id"),
+            cluster_id,
             severity: f.optional("severity"),
             duration_ms: f.optional("duration_ms"),
             error_code: f.optional("error_code"),
@@ -211,6 +211,16 @@ impl Fields {
         }
     }
 
+    /// A `YYYY-MM-DD` date, checked and not kept.
+    fn optional_date(&mut self, field: &str) {
+        let Some(text) = self.optional::<String>(field) else {
+            return;
+        };
+        if chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_err() {
+            self.fail(field, format!("must be a date (YYYY-MM-DD), got {text:?}"));
+        }
+    }
+
     fn required_timestamp(&mut self, field: &str) -> DateTime<Utc> {
         let parsed = self
             .required::<String>(field)
@@ -291,16 +301,25 @@ fn rule_errors(e: &AuditEvent, now: DateTime<Utc>) -> Vec<FieldError> {
             "must contain only ASCII letters, digits, '.', '_' and '-'".into(),
         );
     }
-    let required_texts: [(&str, &str, usize); 6] = [
+    let required_texts: [(&str, &str, usize); 2] = [
         ("event_category", &e.event_category, EVENT_CATEGORY_MAX_LEN),
         ("event_action", &e.event_action, EVENT_ACTION_MAX_LEN),
+    ];
+    for (field, value, max) in required_texts {
+        if let Some(msg) = text_rule(value, 1, max) {
+            err(field, msg);
+        }
+    }
+    // Defaulted when absent; `""` is a value like any other (as the reference
+    // stores it), so only the upper bounds and the character rules apply.
+    let defaulted_texts: [(&str, &str, usize); 4] = [
         ("actor_type", &e.actor_type, SHORT_TEXT_MAX_LEN),
         ("actor_id", &e.actor_id, ID_TEXT_MAX_LEN),
         ("resource_type", &e.resource_type, SHORT_TEXT_MAX_LEN),
         ("resource_id", &e.resource_id, ID_TEXT_MAX_LEN),
     ];
-    for (field, value, max) in required_texts {
-        if let Some(msg) = text_rule(value, 1, max) {
+    for (field, value, max) in defaulted_texts {
+        if let Some(msg) = text_rule(value, 0, max) {
             err(field, msg);
         }
     }
@@ -315,7 +334,7 @@ fn rule_errors(e: &AuditEvent, now: DateTime<Utc>) -> Vec<FieldError> {
         ("error_message", &e.error_message, ERROR_MESSAGE_MAX_LEN),
     ];
     for (field, value, max) in optional_texts {
-        if let Some(msg) = value.as_deref().and_then(|v| text_rule(v, 1, max)) {
+        if let Some(msg) = value.as_deref().and_then(|v| text_rule(v, 0, max)) {
             err(field, msg);
         }
     }
@@ -544,20 +563,20 @@ mod tests {
         let now = Utc::now();
         let mut v = valid_json(now);
         let obj = v.as_object_mut().unwrap();
-        obj.remove("actor_id");
+        obj.remove("event_action");
         obj.insert("event_outcome".into(), json!("maybe"));
         obj.insert("retention_days".into(), json!(9000));
         obj.insert("duration_ms".into(), json!("slow"));
         obj.insert("correlation_id".into(), json!(""));
-        obj.insert("corelation_id".into(), json!("typo"));
+        obj.insert("parent_event_date".into(), json!("yesterday"));
         let fields = fields_of(AuditEvent::from_json(v, now).unwrap_err());
         for expected in [
-            "actor_id",
+            "event_action",
             "event_outcome",
             "retention_days",
             "duration_ms",
             "correlation_id",
-            "corelation_id",
+            "parent_event_date",
         ] {
             assert!(
                 fields.contains(&expected.to_owned()),
@@ -565,6 +584,36 @@ mod tests {
             );
         }
         assert_eq!(fields.len(), 6, "no duplicate reports: {fields:?}");
+    }
+
+    #[test]
+    fn the_reference_clients_leniency_applies() {
+        // Shaped as the reference platform's client sends it: no actor_* or
+        // resource_*, "" in optional fields, its own names and fields we do not keep.
+        let now = Utc::now();
+        let mut v = valid_json(now);
+        let obj = v.as_object_mut().unwrap();
+        for field in ["actor_type", "actor_id", "resource_type", "resource_id"] {
+            obj.remove(field);
+        }
+        obj.insert("namespace".into(), json!(""));
+        obj.insert("severity".into(), json!(""));
+        obj.insert("cluster_name".into(), json!("prod-eu-1"));
+        obj.insert("parent_event_date".into(), json!("2026-01-02"));
+        obj.insert("trace_id".into(), json!({"any": "shape"}));
+        let event = AuditEvent::from_json(v, now).unwrap();
+        assert_eq!(event.actor_type, DEFAULT_ACTOR_TYPE);
+        assert_eq!(event.actor_id, "gateway-service");
+        assert_eq!(event.resource_type, "gateway");
+        assert_eq!(event.resource_id, "rr-1");
+        assert_eq!(event.namespace.as_deref(), Some(""));
+        assert_eq!(event.severity.as_deref(), Some(""));
+        assert_eq!(event.cluster_id.as_deref(), Some("prod-eu-1"));
+
+        // Sent as "", the actor fields are kept as sent, not defaulted.
+        let mut v = valid_json(now);
+        v["actor_id"] = json!("");
+        assert_eq!(AuditEvent::from_json(v, now).unwrap().actor_id, "");
     }
 
     #[test]

@@ -1,19 +1,39 @@
-//! A JSON body extractor whose every failure is a problem document.
+//! JSON body extractors whose every failure is a problem document.
 //!
 //! axum's own `Json` answers some failures in plain text; an audit client must be
 //! able to tell "too large" from "malformed" from "wrong media type" by `type`.
+//!
+//! [`JsonBody`] parses straight into a typed `T` (unknown fields are skipped
+//! without being built). The ingest bodies are untrusted JSON trees
+//! ([`BatchBody`], [`EventBody`]): they are measured first, refused by event
+//! count before anything is built, and parsed only once their parsed size is
+//! reserved from the [`MemoryBudget`](super::memory_budget::MemoryBudget).
 
 use audit_sdk::problem::ProblemType;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
+use super::json_cost::{self, JsonCost};
+use super::memory_budget::{MemoryBudget, Reservation};
 use super::problem::ApiError;
+use super::AppState;
+use crate::domain::ingest::IngestError;
 
 /// A request body parsed as JSON into `T`.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
+
+/// A batch body: its events as JSON values, and the memory they hold (keep it
+/// until the batch is stored).
+#[derive(Debug)]
+pub struct BatchBody(pub Vec<Value>, pub Reservation);
+
+/// A single-event body, as [`BatchBody`].
+#[derive(Debug)]
+pub struct EventBody(pub Value, pub Reservation);
 
 fn is_json(content_type: &str) -> bool {
     let essence = content_type
@@ -34,39 +54,84 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !is_json(content_type) {
-            let got = if content_type.is_empty() {
-                "no Content-Type".to_owned()
-            } else {
-                format!("Content-Type {content_type:?}")
-            };
-            return Err(ApiError::new(
-                ProblemType::UnsupportedMediaType,
-                format!("expected Content-Type application/json, got {got}"),
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ProblemType::PayloadTooLarge,
-                    "request body exceeds the server's max_body_bytes",
-                )
-            } else {
-                ApiError::new(ProblemType::MalformedJson, rejection.body_text())
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            ApiError::new(
-                ProblemType::MalformedJson,
-                format!("body is not valid JSON of the expected shape: {e}"),
-            )
-        })
+        let bytes = json_bytes(req, state).await?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(malformed)
     }
+}
+
+impl FromRequest<AppState> for BatchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let max = state.limits.max_batch_size;
+        let bytes = json_bytes(req, state).await?;
+        let cost = json_cost::measure(&bytes, max).map_err(malformed)?;
+        if let Some(got) = cost.items.filter(|&got| got > max) {
+            return Err(IngestError::TooLarge { max, got }.into());
+        }
+        let reservation = reserve(&state.memory, &cost, bytes.len()).await?;
+        let values = serde_json::from_slice(&bytes).map_err(malformed)?;
+        Ok(Self(values, reservation))
+    }
+}
+
+impl FromRequest<AppState> for EventBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = json_bytes(req, state).await?;
+        let cost = json_cost::measure(&bytes, usize::MAX).map_err(malformed)?;
+        let reservation = reserve(&state.memory, &cost, bytes.len()).await?;
+        let value = serde_json::from_slice(&bytes).map_err(malformed)?;
+        Ok(Self(value, reservation))
+    }
+}
+
+async fn reserve(
+    budget: &MemoryBudget,
+    cost: &JsonCost,
+    body_len: usize,
+) -> Result<Reservation, ApiError> {
+    budget.reserve(MemoryBudget::charge(cost, body_len)).await
+}
+
+fn malformed(e: serde_json::Error) -> ApiError {
+    ApiError::new(
+        ProblemType::MalformedJson,
+        format!("body is not valid JSON of the expected shape: {e}"),
+    )
+}
+
+/// The body's bytes, once its media type is JSON and it fits `max_body_bytes`.
+async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json(content_type) {
+        let got = if content_type.is_empty() {
+            "no Content-Type".to_owned()
+        } else {
+            format!("Content-Type {content_type:?}")
+        };
+        return Err(ApiError::new(
+            ProblemType::UnsupportedMediaType,
+            format!("expected Content-Type application/json, got {got}"),
+        ));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ProblemType::PayloadTooLarge,
+                "request body exceeds the server's max_body_bytes",
+            )
+        } else {
+            ApiError::new(ProblemType::MalformedJson, rejection.body_text())
+        }
+    })
 }
 
 #[cfg(test)]

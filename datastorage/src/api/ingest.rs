@@ -2,16 +2,15 @@
 
 use std::time::Instant;
 
-use audit_sdk::api::BatchResponse;
+use audit_sdk::api::{BatchCreated, BatchResponse, EventCreated};
 use audit_sdk::{AuditEvent, Problem};
 use auth::Identity;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use chrono::Utc;
-use serde_json::Value;
 
-use super::body::JsonBody;
+use super::body::{BatchBody, EventBody};
 use super::problem::ApiError;
 use super::AppState;
 use crate::domain::ingest::{attribute_actor, prepare_batch, prepare_one};
@@ -24,7 +23,7 @@ use crate::telemetry::names;
     tag = "ingest",
     request_body(content = Vec<AuditEvent>, description = "1..=max_batch_size events"),
     responses(
-        (status = 201, description = "Every event is stored (now or before)", body = BatchResponse),
+        (status = 201, description = "Every event is stored (now or before)", body = BatchCreated),
         (status = 400, description = "Malformed body, or one or more invalid events (nothing stored)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An event_id is already stored (or repeated in the batch) with different content; `errors` names each index; nothing stored", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over max_body_bytes", body = Problem, content_type = "application/problem+json"),
@@ -35,13 +34,18 @@ use crate::telemetry::names;
 pub async fn post_batch(
     State(state): State<AppState>,
     caller: Option<Extension<Identity>>,
-    JsonBody(values): JsonBody<Vec<Value>>,
-) -> Result<(StatusCode, axum::Json<BatchResponse>), ApiError> {
+    BatchBody(values, _parsed): BatchBody,
+) -> Result<(StatusCode, axum::Json<BatchCreated>), ApiError> {
     let mut events = prepare_batch(values, state.limits.max_batch_size, Utc::now())?;
     attribute_actor(&mut events, caller.as_deref());
+    let batch = store(&state, events).await?;
+    let message = format!(
+        "{} event(s) stored, {} already stored",
+        batch.created, batch.duplicates
+    );
     Ok((
         StatusCode::CREATED,
-        axum::Json(store(&state, events).await?),
+        axum::Json(BatchCreated { batch, message }),
     ))
 }
 
@@ -52,8 +56,7 @@ pub async fn post_batch(
     tag = "ingest",
     request_body = AuditEvent,
     responses(
-        (status = 201, description = "Stored", body = BatchResponse),
-        (status = 200, description = "Already stored earlier; not stored again", body = BatchResponse),
+        (status = 201, description = "Stored now, or already stored earlier with the same content (`duplicates` is then 1 and nothing is stored again). 201 either way: the status the reference platform's client declares", body = EventCreated),
         (status = 400, description = "Malformed or invalid event", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The event_id is already stored with different content", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
@@ -62,19 +65,31 @@ pub async fn post_batch(
 pub async fn post_event(
     State(state): State<AppState>,
     caller: Option<Extension<Identity>>,
-    JsonBody(value): JsonBody<Value>,
-) -> Result<(StatusCode, axum::Json<BatchResponse>), ApiError> {
+    EventBody(value, _parsed): EventBody,
+) -> Result<(StatusCode, axum::Json<EventCreated>), ApiError> {
     let mut events = vec![prepare_one(value, Utc::now())?];
     attribute_actor(&mut events, caller.as_deref());
-    let answer = store(&state, events)
+    let (event_id, event_timestamp) = (
+        events[0].event_id.unwrap_or_default(),
+        events[0].event_timestamp,
+    );
+    let batch = store(&state, events)
         .await
         .map_err(ApiError::without_index)?;
-    let status = if answer.created == 1 {
-        StatusCode::CREATED
+    let message = if batch.created == 1 {
+        format!("audit event {event_id} stored")
     } else {
-        StatusCode::OK
+        format!("audit event {event_id} was already stored; not stored again")
     };
-    Ok((status, axum::Json(answer)))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(EventCreated {
+            event_id,
+            event_timestamp,
+            message,
+            batch,
+        }),
+    ))
 }
 
 pub(super) async fn store(

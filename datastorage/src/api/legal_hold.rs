@@ -14,7 +14,6 @@ use audit_sdk::problem::ProblemType;
 use audit_sdk::{FieldError, Problem};
 use auth::Identity;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::{Extension, Json};
 
 use super::body::JsonBody;
@@ -48,8 +47,7 @@ fn invalid(errors: Vec<Option<FieldError>>) -> Option<ApiError> {
     tag = "legal-hold",
     request_body = LegalHoldRequest,
     responses(
-        (status = 201, description = "Hold placed", body = LegalHold),
-        (status = 200, description = "Already held; the existing hold is unchanged", body = LegalHold),
+        (status = 200, description = "Hold placed, or already held (the existing hold is unchanged). 200 either way, the status the reference platform declares; `events_affected` counts the events held now, and events stored later under the correlation are held too", body = LegalHold),
         (status = 400, description = "Malformed or invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     )
@@ -58,7 +56,7 @@ pub async fn place(
     State(state): State<AppState>,
     caller: Option<Extension<Identity>>,
     JsonBody(request): JsonBody<LegalHoldRequest>,
-) -> Result<(StatusCode, Json<LegalHold>), ApiError> {
+) -> Result<Json<LegalHold>, ApiError> {
     if let Some(problem) = invalid(vec![
         check_text("correlation_id", &request.correlation_id, 255),
         check_text("reason", &request.reason, 1000),
@@ -72,14 +70,9 @@ pub async fn place(
         .await?;
     if created {
         tracing::info!(correlation_id = %hold.correlation_id, placed_by = %by,
-            reason = %hold.reason, events = hold.events_held, "legal hold placed");
+            reason = %hold.reason, events = hold.events_affected, "legal hold placed");
     }
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(hold)))
+    Ok(Json(hold))
 }
 
 /// Releases the legal hold of a correlation id.
@@ -136,8 +129,10 @@ pub async fn release(
     )
 )]
 pub async fn list(State(state): State<AppState>) -> Result<Json<LegalHoldList>, ApiError> {
+    let holds = state.store.legal_holds().await?;
     Ok(Json(LegalHoldList {
-        holds: state.store.legal_holds().await?,
+        total: holds.len(),
+        holds,
     }))
 }
 

@@ -15,17 +15,20 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use auth::{Auth, Verb};
 
-use crate::config::LimitsConfig;
+use crate::config::{ChainConfig, LimitsConfig};
 use crate::domain::chain::ChainHasher;
 use crate::store::EventStore;
 use service_kit::readiness::Readiness;
 
 mod body;
+mod checkpoints;
 pub mod grpc;
 mod health;
 mod ingest;
+pub mod json_cost;
 mod legal_hold;
 mod load;
+pub mod memory_budget;
 pub mod openapi;
 pub mod problem;
 mod query;
@@ -42,10 +45,14 @@ pub struct AppState {
     pub limits: LimitsConfig,
     /// Chain hashing, for verification.
     pub hasher: ChainHasher,
+    /// Chain settings (verification chunk size, checkpoints).
+    pub chain: ChainConfig,
     /// Lifecycle phase, for `/readyz`.
     pub readiness: Readiness,
     /// Authentication and verb checks of the API routes.
     pub auth: Auth,
+    /// Memory parsed ingest bodies may hold at once.
+    pub memory: memory_budget::MemoryBudget,
 }
 
 /// The API listener's routes (port 8080).
@@ -83,6 +90,18 @@ pub fn api_router(state: AppState) -> Router {
         .route(
             api::VERIFY_CHAIN_PATH,
             post(verify::verify_chain).route_layer(auth.require(Verb::Get)),
+        )
+        .route(
+            checkpoints::CHECKPOINTS_PATH,
+            get(checkpoints::list).route_layer(auth.require(Verb::Get)),
+        )
+        .route(
+            "/api/v1/audit/checkpoints/latest",
+            get(checkpoints::latest).route_layer(auth.require(Verb::Get)),
+        )
+        .route(
+            "/api/v1/audit/checkpoints/{checkpoint_id}",
+            get(checkpoints::get_one).route_layer(auth.require(Verb::Get)),
         )
         .route(
             api::LEGAL_HOLD_PATH,

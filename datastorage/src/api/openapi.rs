@@ -1,5 +1,10 @@
 //! `GET /api/v1/openapi.json`, generated from the handler annotations and the
 //! `audit-sdk` wire types, so the document cannot drift from the code.
+//!
+//! One fragment per path group ([`IngestPaths`], [`QueryPaths`], [`VerifyPaths`],
+//! [`LegalHoldPaths`]); [`document`] merges them into [`ApiDoc`] (info and shared
+//! schemas) and then adds the answers every route can give. A new group is one
+//! more fragment in [`document`]'s list.
 
 use axum::Json;
 use utoipa::OpenApi;
@@ -11,17 +16,6 @@ use utoipa::OpenApi;
         title = "DataStorage audit API",
         description = "Central audit event store: idempotent ingest, query, per-correlation hash chains."
     ),
-    paths(
-        super::ingest::post_batch,
-        super::ingest::post_event,
-        super::query::list_events,
-        super::query::get_event,
-        super::verify::verify_chain,
-        super::legal_hold::place,
-        super::legal_hold::release,
-        super::legal_hold::list,
-        super::legal_hold::history,
-    ),
     components(schemas(
         audit_sdk::AuditEvent,
         audit_sdk::StoredEvent,
@@ -29,6 +23,8 @@ use utoipa::OpenApi;
         audit_sdk::Problem,
         audit_sdk::FieldError,
         audit_sdk::api::BatchResponse,
+        audit_sdk::api::BatchCreated,
+        audit_sdk::api::EventCreated,
         audit_sdk::api::EventPage,
         audit_sdk::api::Pagination,
         audit_sdk::api::VerifyChainRequest,
@@ -42,10 +38,50 @@ use utoipa::OpenApi;
         audit_sdk::api::LegalHoldActionKind,
         audit_sdk::api::LegalHoldAction,
         audit_sdk::api::LegalHoldHistory,
-    )),
-    modifiers(&EdgeAnswers)
+    ))
 )]
 pub struct ApiDoc;
+
+/// `POST /api/v1/audit/events` and `/events/batch`.
+#[derive(Debug, OpenApi)]
+#[openapi(paths(super::ingest::post_batch, super::ingest::post_event))]
+pub struct IngestPaths;
+
+/// `GET /api/v1/audit/events` and `/events/{event_id}`.
+#[derive(Debug, OpenApi)]
+#[openapi(paths(super::query::list_events, super::query::get_event))]
+pub struct QueryPaths;
+
+/// `POST /api/v1/audit/verify-chain`.
+#[derive(Debug, OpenApi)]
+#[openapi(paths(super::verify::verify_chain))]
+pub struct VerifyPaths;
+
+/// The legal-hold routes.
+#[derive(Debug, OpenApi)]
+#[openapi(paths(
+    super::legal_hold::place,
+    super::legal_hold::release,
+    super::legal_hold::list,
+    super::legal_hold::history,
+))]
+pub struct LegalHoldPaths;
+
+/// The whole document: every fragment merged, then the edge answers added.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for fragment in [
+        IngestPaths::openapi(),
+        QueryPaths::openapi(),
+        VerifyPaths::openapi(),
+        LegalHoldPaths::openapi(),
+        super::checkpoints::CheckpointsDoc::openapi(),
+    ] {
+        doc.merge(fragment);
+    }
+    utoipa::Modify::modify(&EdgeAnswers, &mut doc);
+    doc
+}
 
 /// Answers every route can give whatever its handler does, added in one place:
 /// the body extractor's 413/415 on routes with a body, and the load limits'
@@ -98,5 +134,5 @@ impl utoipa::Modify for EdgeAnswers {
 
 /// Serves the generated document.
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document())
 }

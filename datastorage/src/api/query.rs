@@ -14,25 +14,29 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::domain::query::{Cursor, EventQuery};
 
-/// Lists events newest first, filtered, one keyset page at a time.
+/// Lists events newest first, filtered, one page at a time (keyset `cursor`,
+/// or the reference platform's `offset`), with the total count of matches.
 #[utoipa::path(
     get,
     path = "/api/v1/audit/events",
     tag = "query",
     params(
-        ("correlation_id" = Option<String>, Query, description = "Exact correlation id; an empty value is no filter (as are empty values of the other filters)"),
+        ("correlation_id" = Option<String>, Query, description = "Exact correlation id. An empty value is no filter, as are empty values of every other parameter; parameters this API does not know are ignored"),
         ("event_type" = Option<String>, Query, description = "Exact event type"),
         ("event_category" = Option<String>, Query, description = "Exact category"),
         ("event_outcome" = Option<String>, Query, description = "success, failure or pending"),
         ("severity" = Option<String>, Query, description = "Exact severity"),
-        ("since" = Option<String>, Query, description = "RFC 3339 or relative (15m, 24h, 7d); inclusive"),
-        ("until" = Option<String>, Query, description = "RFC 3339 or relative; inclusive"),
-        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Page size, 1..=1000, default 100; anything else (also an empty value) is a 400"),
+        ("since" = Option<String>, Query, description = "Inclusive lower bound: RFC 3339, a date (2006-01-02, midnight UTC), a UTC time without zone (2006-01-02T15:04:05), or a duration back from now (15m, 1h30m, 24h, 7d)"),
+        ("until" = Option<String>, Query, description = "Inclusive upper bound, in the forms of since"),
+        ("detail_key" = Option<String>, Query, description = "With detail_value: only events whose event_data has this top-level key with a string value equal to detail_value (at most 255 characters)"),
+        ("detail_value" = Option<String>, Query, description = "The value detail_key must have"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Page size, 1..=1000, default 100; an integer outside that range is a 400"),
+        ("offset" = Option<usize>, Query, minimum = 0, maximum = 100000, description = "Events to skip, 0..=100000, default 0 (after cursor when both are given); page deeper with cursor"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(
         (status = 200, body = EventPage),
-        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A parameter this API knows has an invalid value", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_events(
@@ -40,6 +44,7 @@ pub async fn list_events(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<EventPage>, ApiError> {
     let query = EventQuery::parse(&params, Utc::now()).map_err(ApiError::invalid_query)?;
+    let total = state.store.count(&query).await?;
     let mut data = state.store.query(&query).await?;
     let has_more = data.len() > query.limit;
     data.truncate(query.limit);
@@ -58,6 +63,8 @@ pub async fn list_events(
         data,
         pagination: Pagination {
             limit: query.limit,
+            offset: query.offset,
+            total,
             has_more,
             next_cursor,
         },

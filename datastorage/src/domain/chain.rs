@@ -165,6 +165,23 @@ impl ChainHasher {
         self.key.as_ref().map(|k| k.id.as_str())
     }
 
+    /// The current HMAC key and its id (none for plain SHA-256 chains); it
+    /// also signs checkpoints when no Ed25519 key is configured.
+    pub(crate) fn current_key(&self) -> Option<(&str, &[u8])> {
+        self.key
+            .as_ref()
+            .map(|k| (k.id.as_str(), k.secret.as_slice()))
+    }
+
+    /// The HMAC key (current or verify-only) with id `id`.
+    pub(crate) fn key_by_id(&self, id: &str) -> Option<&[u8]> {
+        self.key
+            .iter()
+            .chain(&self.verify_only)
+            .find(|k| k.id == id)
+            .map(|k| k.secret.as_slice())
+    }
+
     /// `hex(H(previous_hash ‖ canonical_json(event)))` with the current key.
     pub fn hash(&self, previous_hash: &str, event: &AuditEvent) -> String {
         self.hash_canonical(previous_hash, &canonical_json(event))
@@ -204,65 +221,12 @@ impl ChainHasher {
     }
 
     /// Recomputes a chain (events in `chain_seq` order) and names every event
-    /// whose content, link or position does not check out.
-    ///
-    /// Each event is checked against its own stored `previous_event_hash`, so an
-    /// edited event is reported alone instead of taking every later event with it.
+    /// whose content, link or position does not check out, without a head to
+    /// compare with (see [`ChainVerifier`]).
     pub fn verify(&self, correlation_id: &str, chain: &[StoredEvent]) -> VerifyChainResponse {
-        let mut tampered = Vec::new();
-        let mut previous_hash = "";
-        for (position, stored) in chain.iter().enumerate() {
-            let event_id = stored.event_id();
-            let expected_seq = position as i64 + 1;
-            if stored.chain_seq != expected_seq {
-                tampered.push(TamperedEvent {
-                    event_id,
-                    chain_seq: stored.chain_seq,
-                    expected_hash: format!("chain_seq {expected_seq}"),
-                    actual_hash: format!("chain_seq {}", stored.chain_seq),
-                    reason: "sequence_gap".into(),
-                });
-            }
-            if stored.previous_event_hash != previous_hash {
-                tampered.push(TamperedEvent {
-                    event_id,
-                    chain_seq: stored.chain_seq,
-                    expected_hash: previous_hash.to_owned(),
-                    actual_hash: stored.previous_event_hash.clone(),
-                    reason: "broken_link".into(),
-                });
-            }
-            let Some(recomputed) = self.rehash(stored) else {
-                tampered.push(TamperedEvent {
-                    event_id,
-                    chain_seq: stored.chain_seq,
-                    expected_hash: format!(
-                        "a configured key with id {}",
-                        stored.hash_key_id.as_deref().unwrap_or("?")
-                    ),
-                    actual_hash: stored.event_hash.clone(),
-                    reason: UNKNOWN_KEY.into(),
-                });
-                previous_hash = &stored.event_hash;
-                continue;
-            };
-            if recomputed != stored.event_hash {
-                tampered.push(TamperedEvent {
-                    event_id,
-                    chain_seq: stored.chain_seq,
-                    expected_hash: recomputed,
-                    actual_hash: stored.event_hash.clone(),
-                    reason: "content_modified".into(),
-                });
-            }
-            previous_hash = &stored.event_hash;
-        }
-        VerifyChainResponse {
-            correlation_id: correlation_id.to_owned(),
-            is_valid: tampered.is_empty(),
-            total_events: chain.len(),
-            tampered_events: tampered,
-        }
+        let mut verifier = ChainVerifier::new(self.clone(), correlation_id, Head::Ignored);
+        verifier.feed(chain);
+        verifier.finish()
     }
 
     /// [`ChainHasher::verify`], then the rows against the chain's head: fewer
@@ -275,49 +239,189 @@ impl ChainHasher {
         chain: &[StoredEvent],
         head: Option<&ChainHead>,
     ) -> VerifyChainResponse {
-        let mut report = self.verify(correlation_id, chain);
-        let last = chain.last();
-        let last_seq = last.map_or(0, |e| e.chain_seq);
-        let found = &mut report.tampered_events;
-        match head {
-            None => found.extend(chain.first().map(|first| TamperedEvent {
-                event_id: first.event_id(),
-                chain_seq: first.chain_seq,
-                expected_hash: "a chain head".into(),
-                actual_hash: "none".into(),
-                reason: NOT_IN_HEAD.into(),
-            })),
-            Some(head) if last_seq < head.chain_seq => found.push(TamperedEvent {
-                event_id: uuid::Uuid::nil(),
-                chain_seq: last_seq + 1,
-                expected_hash: head.event_hash.clone(),
-                actual_hash: last.map(|e| e.event_hash.clone()).unwrap_or_default(),
-                reason: TAIL_TRUNCATED.into(),
-            }),
-            Some(head) => {
-                for stored in chain.iter().filter(|e| e.chain_seq >= head.chain_seq) {
-                    if stored.chain_seq > head.chain_seq {
-                        found.push(TamperedEvent {
-                            event_id: stored.event_id(),
-                            chain_seq: stored.chain_seq,
-                            expected_hash: format!("chain_seq <= {}", head.chain_seq),
-                            actual_hash: format!("chain_seq {}", stored.chain_seq),
-                            reason: NOT_IN_HEAD.into(),
-                        });
-                    } else if stored.event_hash != head.event_hash {
-                        found.push(TamperedEvent {
-                            event_id: stored.event_id(),
-                            chain_seq: stored.chain_seq,
-                            expected_hash: head.event_hash.clone(),
-                            actual_hash: stored.event_hash.clone(),
-                            reason: HEAD_MISMATCH.into(),
-                        });
-                    }
-                }
+        let mut verifier =
+            ChainVerifier::new(self.clone(), correlation_id, Head::Kept(head.cloned()));
+        verifier.feed(chain);
+        verifier.finish()
+    }
+}
+
+/// What a [`ChainVerifier`] compares the rows with at the end.
+#[derive(Debug, Clone)]
+pub enum Head {
+    /// Only the rows themselves (no head known).
+    Ignored,
+    /// The head kept apart from the rows (`None`: the store has none).
+    Kept(Option<ChainHead>),
+}
+
+/// Verifies a chain fed in `chain_seq` order, one chunk at a time, so a chain
+/// of any length is checked in the memory of one chunk (plus the findings).
+///
+/// Each event is checked against its own stored `previous_event_hash`, so an
+/// edited event is reported alone instead of taking every later event with it.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    hasher: ChainHasher,
+    correlation_id: String,
+    head: Head,
+    /// Rows seen so far.
+    total: usize,
+    /// `event_hash` of the last row seen ("" before the first).
+    previous_hash: String,
+    /// `chain_seq` of the last row seen (0 before the first).
+    last_seq: i64,
+    /// Distinct rows with at least one finding.
+    flagged_rows: usize,
+    tampered: Vec<TamperedEvent>,
+}
+
+impl ChainVerifier {
+    /// A verifier of `correlation_id`'s chain.
+    pub fn new(hasher: ChainHasher, correlation_id: &str, head: Head) -> Self {
+        Self {
+            hasher,
+            correlation_id: correlation_id.to_owned(),
+            head,
+            total: 0,
+            previous_hash: String::new(),
+            last_seq: 0,
+            flagged_rows: 0,
+            tampered: Vec::new(),
+        }
+    }
+
+    /// Rows fed so far.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Checks the next rows of the chain (continuing where the last chunk ended).
+    pub fn feed(&mut self, chunk: &[StoredEvent]) {
+        for stored in chunk {
+            let before = self.tampered.len();
+            self.check(stored);
+            if self.tampered.len() > before {
+                self.flagged_rows += 1;
+            }
+            self.total += 1;
+            self.previous_hash.clone_from(&stored.event_hash);
+            self.last_seq = stored.chain_seq;
+        }
+    }
+
+    fn flag(&mut self, stored: &StoredEvent, expected: String, actual: String, reason: &str) {
+        self.tampered.push(TamperedEvent {
+            event_id: stored.event_id(),
+            chain_seq: stored.chain_seq,
+            expected_hash: expected,
+            actual_hash: actual,
+            reason: reason.into(),
+        });
+    }
+
+    fn check(&mut self, stored: &StoredEvent) {
+        let expected_seq = self.total as i64 + 1;
+        if stored.chain_seq != expected_seq {
+            self.flag(
+                stored,
+                format!("chain_seq {expected_seq}"),
+                format!("chain_seq {}", stored.chain_seq),
+                "sequence_gap",
+            );
+        }
+        if stored.previous_event_hash != self.previous_hash {
+            let expected = self.previous_hash.clone();
+            self.flag(
+                stored,
+                expected,
+                stored.previous_event_hash.clone(),
+                "broken_link",
+            );
+        }
+        match self.hasher.rehash(stored) {
+            None => self.flag(
+                stored,
+                format!(
+                    "a configured key with id {}",
+                    stored.hash_key_id.as_deref().unwrap_or("?")
+                ),
+                stored.event_hash.clone(),
+                UNKNOWN_KEY,
+            ),
+            Some(recomputed) if recomputed != stored.event_hash => self.flag(
+                stored,
+                recomputed,
+                stored.event_hash.clone(),
+                "content_modified",
+            ),
+            Some(_) => {}
+        }
+        match self.head.clone() {
+            Head::Ignored => {}
+            Head::Kept(None) if self.total == 0 => {
+                self.flag(stored, "a chain head".into(), "none".into(), NOT_IN_HEAD)
+            }
+            Head::Kept(None) => {}
+            Head::Kept(Some(head)) if stored.chain_seq > head.chain_seq => self.flag(
+                stored,
+                format!("chain_seq <= {}", head.chain_seq),
+                format!("chain_seq {}", stored.chain_seq),
+                NOT_IN_HEAD,
+            ),
+            Head::Kept(Some(head))
+                if stored.chain_seq == head.chain_seq && stored.event_hash != head.event_hash =>
+            {
+                self.flag(
+                    stored,
+                    head.event_hash.clone(),
+                    stored.event_hash.clone(),
+                    HEAD_MISMATCH,
+                )
+            }
+            Head::Kept(Some(_)) => {}
+        }
+    }
+
+    /// The verdict, once every row was fed.
+    pub fn finish(mut self) -> VerifyChainResponse {
+        if let Head::Kept(Some(head)) = &self.head {
+            if self.last_seq < head.chain_seq {
+                self.tampered.push(TamperedEvent {
+                    event_id: uuid::Uuid::nil(),
+                    chain_seq: self.last_seq + 1,
+                    expected_hash: head.event_hash.clone(),
+                    actual_hash: self.previous_hash.clone(),
+                    reason: TAIL_TRUNCATED.into(),
+                });
             }
         }
-        report.is_valid = report.tampered_events.is_empty();
-        report
+        let is_valid = self.tampered.is_empty();
+        let never_stored = self.total == 0 && matches!(self.head, Head::Kept(None) | Head::Ignored);
+        let message = if never_stored {
+            format!(
+                "no audit events with correlation_id {:?}",
+                self.correlation_id
+            )
+        } else if is_valid {
+            format!("hash chain intact: {} events verified", self.total)
+        } else {
+            format!(
+                "hash chain broken: {} findings ({} of {} events tampered)",
+                self.tampered.len(),
+                self.flagged_rows,
+                self.total
+            )
+        };
+        VerifyChainResponse {
+            correlation_id: self.correlation_id,
+            is_valid,
+            total_events: self.total,
+            verified_events: self.total - self.flagged_rows,
+            verification_time: chrono::Utc::now(),
+            message,
+            tampered_events: self.tampered,
+        }
     }
 }
 

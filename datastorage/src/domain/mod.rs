@@ -3,5 +3,7 @@
 
 pub mod canonical;
 pub mod chain;
+pub mod checkpoint;
 pub mod ingest;
 pub mod query;
+pub mod verification;

@@ -10,6 +10,7 @@ use audit_sdk::{AuditEvent, StoredEvent};
 use uuid::Uuid;
 
 use crate::domain::chain::ChainHead;
+use crate::domain::checkpoint::{CheckpointSummary, SignedCheckpoint};
 use crate::domain::query::EventQuery;
 
 pub mod postgres;
@@ -46,6 +47,20 @@ fn same_content(sent: &AuditEvent, stored: &AuditEvent) -> bool {
         == crate::domain::canonical::canonical_json(stored)
 }
 
+/// One piece of a chain read in chunks by [`EventStore::chain_chunks`]: the
+/// head first, then the rows in `chain_seq` order, all of one snapshot.
+#[derive(Debug)]
+pub enum ChainPart {
+    /// The chain's head kept apart from the rows (always the first part).
+    Head(Option<ChainHead>),
+    /// The next rows (never more than the chunk size asked for).
+    Events(Vec<StoredEvent>),
+}
+
+/// The receiving end of [`EventStore::chain_chunks`]. It holds at most one
+/// chunk ahead of the reader, so a chain of any length costs two chunks of memory.
+pub type ChainChunks = tokio::sync::mpsc::Receiver<Result<ChainPart, StoreError>>;
+
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -75,6 +90,10 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// (the extra one tells the caller there is another page).
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// How many events match `query`'s filters, all pages together (its
+    /// `cursor`, `offset` and `limit` are ignored).
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError>;
+
     /// The whole chain of `correlation_id` in `chain_seq` order.
     async fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
 
@@ -85,6 +104,32 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
         &self,
         correlation_id: &str,
     ) -> Result<(Vec<StoredEvent>, Option<ChainHead>), StoreError>;
+
+    /// [`EventStore::chain_with_head`] read in chunks of at most `chunk_size`
+    /// rows (keyset on `chain_seq`, one read snapshot), so verifying a long
+    /// chain never holds the whole chain in memory.
+    async fn chain_chunks(
+        &self,
+        correlation_id: &str,
+        chunk_size: usize,
+    ) -> Result<ChainChunks, StoreError>;
+
+    /// Every chain head, sorted by correlation id, of one snapshot (what a
+    /// checkpoint signs).
+    async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>, StoreError>;
+
+    /// Every correlation id with a head or with rows, sorted (rows written
+    /// around the store have no head).
+    async fn correlation_ids(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Appends a checkpoint (checkpoints are never changed or deleted).
+    async fn append_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError>;
+
+    /// The newest `limit` checkpoints, newest first, without their heads.
+    async fn checkpoints(&self, limit: usize) -> Result<Vec<CheckpointSummary>, StoreError>;
+
+    /// One checkpoint with its heads (`None` id: the newest); `None` when absent.
+    async fn checkpoint(&self, id: Option<Uuid>) -> Result<Option<SignedCheckpoint>, StoreError>;
 
     /// Places a legal hold on `correlation_id`: its events, including those stored
     /// later, cannot be deleted until the hold is released. Placing a hold that is
@@ -137,4 +182,32 @@ fn action_kind(name: &str) -> Option<LegalHoldActionKind> {
         "released" => Some(LegalHoldActionKind::Released),
         _ => None,
     }
+}
+
+/// The stored text of a checkpoint: its summary and its heads as JSON.
+fn checkpoint_columns(checkpoint: &SignedCheckpoint) -> (String, String) {
+    (
+        serde_json::to_string(&checkpoint.summary).expect("summaries always serialise"),
+        serde_json::to_string(&checkpoint.heads).expect("heads always serialise"),
+    )
+}
+
+/// Reads a stored checkpoint summary (and heads, when read).
+fn checkpoint_from_columns(
+    summary: &str,
+    heads: Option<&str>,
+) -> Result<
+    (
+        CheckpointSummary,
+        Vec<crate::domain::checkpoint::CheckpointHead>,
+    ),
+    StoreError,
+> {
+    let bad = |e: serde_json::Error| StoreError::Internal(format!("unreadable checkpoint: {e}"));
+    let summary = serde_json::from_str(summary).map_err(bad)?;
+    let heads = match heads {
+        Some(h) => serde_json::from_str(h).map_err(bad)?,
+        None => Vec::new(),
+    };
+    Ok((summary, heads))
 }

@@ -1,6 +1,10 @@
 //! Request admission shared by the signal routes: the `X-Timestamp` freshness
 //! check and a JSON body extractor whose every failure is a problem document
-//! (415 not JSON, 413 too large, 400 malformed).
+//! (415 a declared type that is not JSON, 413 too large, 400 malformed).
+//!
+//! A body without `Content-Type` is read as JSON, as the reference Gateway
+//! does: some webhook senders and scripts omit the header, and refusing them
+//! (a 4xx Alertmanager never retries) would drop their alerts for good.
 
 use std::time::Duration;
 
@@ -35,20 +39,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // An empty header counts as none, as in the reference Gateway.
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !is_json(content_type) {
-            let got = if content_type.is_empty() {
-                "no Content-Type".to_owned()
-            } else {
-                format!("Content-Type {content_type:?}")
-            };
+            .map(|v| v.to_str().unwrap_or("(not text)").trim().to_owned())
+            .filter(|v| !v.is_empty());
+        if let Some(content_type) = content_type.filter(|ct| !is_json(ct)) {
             return Err(ApiError::new(
                 ProblemType::UnsupportedMediaType,
-                format!("expected Content-Type application/json, got {got}"),
+                format!("expected Content-Type application/json (or none), got {content_type:?}"),
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {

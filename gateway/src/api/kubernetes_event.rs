@@ -61,5 +61,5 @@ async fn handle(
         }
     })
     .await?;
-    Ok(single(processed))
+    Ok(single(processed, state.intake.request_namespace()))
 }

@@ -98,6 +98,10 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            // RFC 9110 §15.5.16: say which media type would be accepted.
+            headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        }
         response
     }
 }

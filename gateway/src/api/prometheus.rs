@@ -75,9 +75,10 @@ async fn handle(
         out
     })
     .await?;
+    let namespace = state.intake.request_namespace();
     Ok(if processed.len() == 1 {
-        single(processed.into_iter().next().expect("one result"))
+        single(processed.into_iter().next().expect("one result"), namespace)
     } else {
-        multi(processed)
+        multi(processed, namespace)
     })
 }

@@ -2,6 +2,11 @@
 //! alert) with its result, several alerts → 207 with one result per alert and
 //! a summary.
 //!
+//! A result carries what the reference Gateway's callers decode
+//! (`remediationRequestName`, `remediationRequestNamespace`, `duplicate`)
+//! beside our own snake_case fields, and a 207 summary counts duplicates as
+//! `deduplicated` (where the reference's readers look) and as `duplicate`.
+//!
 //! Status codes follow Alertmanager's retry rule (it retries 5xx, never 4xx,
 //! and takes any 2xx as delivered): when any alert of a webhook failed in the
 //! backend, the whole answer is that failure's 5xx, so the delivery is retried;
@@ -53,6 +58,24 @@ pub struct SignalResult {
     /// The RemediationRequest created or joined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation_request: Option<String>,
+    /// The same name, under the reference Gateway's field name.
+    #[serde(
+        rename = "remediationRequestName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remediation_request_name: Option<String>,
+    /// The namespace of that RemediationRequest.
+    #[serde(
+        rename = "remediationRequestNamespace",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remediation_request_namespace: Option<String>,
+    /// Whether an active RemediationRequest absorbed the signal (the
+    /// reference's boolean beside our `status`).
+    #[serde(default)]
+    pub duplicate: bool,
     /// Occurrences on that request, this one included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurrence_count: Option<u64>,
@@ -69,6 +92,9 @@ pub struct Summary {
     pub created: usize,
     /// Duplicates.
     pub duplicate: usize,
+    /// Duplicates again, under the name the reference's readers use.
+    #[serde(default)]
+    pub deduplicated: usize,
     /// Rejected.
     pub rejected: usize,
     /// Failed.
@@ -91,14 +117,17 @@ pub struct MultiStatus {
 }
 
 impl SignalResult {
-    /// The result of a processed signal.
-    pub fn from_outcome(outcome: &Outcome) -> Self {
-        match outcome {
+    /// The result of a processed signal; RemediationRequests live in `namespace`.
+    pub fn from_outcome(outcome: &Outcome, namespace: &str) -> Self {
+        let result = match outcome {
             Outcome::Created { name, fingerprint } => Self {
                 index: None,
                 status: ResultStatus::Created,
                 fingerprint: Some(fingerprint.to_string()),
                 remediation_request: Some(name.clone()),
+                remediation_request_name: None,
+                remediation_request_namespace: None,
+                duplicate: false,
                 occurrence_count: Some(1),
                 message: format!("RemediationRequest {name} created"),
             },
@@ -111,6 +140,9 @@ impl SignalResult {
                 status: ResultStatus::Duplicate,
                 fingerprint: Some(fingerprint.to_string()),
                 remediation_request: Some(name.clone()),
+                remediation_request_name: None,
+                remediation_request_namespace: None,
+                duplicate: false,
                 occurrence_count: Some(*occurrence_count),
                 message: format!(
                     "duplicate of active RemediationRequest {name} (occurrence {occurrence_count})"
@@ -121,6 +153,9 @@ impl SignalResult {
                 status: ResultStatus::Resolved,
                 fingerprint: Some(fingerprint.to_string()),
                 remediation_request: Some(name.clone()),
+                remediation_request_name: None,
+                remediation_request_namespace: None,
+                duplicate: false,
                 occurrence_count: None,
                 message: format!("resolution recorded on active RemediationRequest {name}"),
             },
@@ -129,11 +164,26 @@ impl SignalResult {
                 status: ResultStatus::Ignored,
                 fingerprint: fingerprint.as_ref().map(ToString::to_string),
                 remediation_request: None,
+                remediation_request_name: None,
+                remediation_request_namespace: None,
+                duplicate: false,
                 occurrence_count: None,
                 message: "resolved alert with no active RemediationRequest: nothing to do"
                     .to_owned(),
             },
-        }
+        };
+        result.in_namespace(namespace)
+    }
+
+    /// Fills the reference's fields from ours.
+    fn in_namespace(mut self, namespace: &str) -> Self {
+        self.remediation_request_name = self.remediation_request.clone();
+        self.remediation_request_namespace = self
+            .remediation_request
+            .as_ref()
+            .map(|_| namespace.to_owned());
+        self.duplicate = self.status == ResultStatus::Duplicate;
+        self
     }
 
     fn rejected(e: &InvalidSignal) -> Self {
@@ -142,20 +192,27 @@ impl SignalResult {
             status: ResultStatus::Rejected,
             fingerprint: None,
             remediation_request: None,
+            remediation_request_name: None,
+            remediation_request_namespace: None,
+            duplicate: false,
             occurrence_count: None,
             message: e.to_string(),
         }
     }
 
-    fn failed(f: &Failure) -> Self {
+    fn failed(f: &Failure, namespace: &str) -> Self {
         Self {
             index: None,
             status: ResultStatus::Failed,
             fingerprint: Some(f.fingerprint.to_string()),
             remediation_request: f.request.clone(),
+            remediation_request_name: None,
+            remediation_request_namespace: None,
+            duplicate: false,
             occurrence_count: None,
             message: f.error.to_string(),
         }
+        .in_namespace(namespace)
     }
 }
 
@@ -170,8 +227,9 @@ pub enum Processed {
     Failed(Failure),
 }
 
-/// The answer for a request that carried exactly one signal.
-pub fn single(processed: Processed) -> Response {
+/// The answer for a request that carried exactly one signal; RemediationRequests
+/// live in `namespace`.
+pub fn single(processed: Processed, namespace: &str) -> Response {
     match processed {
         Processed::Done(outcome) => {
             let status = match outcome {
@@ -179,7 +237,11 @@ pub fn single(processed: Processed) -> Response {
                 Outcome::Duplicate { .. } => StatusCode::ACCEPTED,
                 Outcome::Resolved { .. } | Outcome::Ignored { .. } => StatusCode::OK,
             };
-            (status, Json(SignalResult::from_outcome(&outcome))).into_response()
+            (
+                status,
+                Json(SignalResult::from_outcome(&outcome, namespace)),
+            )
+                .into_response()
         }
         Processed::Rejected(e) => ApiError::from(e).into_response(),
         Processed::Failed(f) => ApiError::from(f).into_response(),
@@ -188,7 +250,7 @@ pub fn single(processed: Processed) -> Response {
 
 /// The 207 answer for several alerts, or the 5xx of the first backend failure
 /// among them (listing every failed alert), so the sender retries.
-pub fn multi(all: Vec<Processed>) -> Response {
+pub fn multi(all: Vec<Processed>, namespace: &str) -> Response {
     let failed: Vec<(usize, &Failure)> = all
         .iter()
         .enumerate()
@@ -226,13 +288,16 @@ pub fn multi(all: Vec<Processed>) -> Response {
         .enumerate()
         .map(|(i, p)| {
             let mut r = match p {
-                Processed::Done(o) => SignalResult::from_outcome(o),
+                Processed::Done(o) => SignalResult::from_outcome(o, namespace),
                 Processed::Rejected(e) => SignalResult::rejected(e),
-                Processed::Failed(f) => SignalResult::failed(f),
+                Processed::Failed(f) => SignalResult::failed(f, namespace),
             };
             match r.status {
                 ResultStatus::Created => summary.created += 1,
-                ResultStatus::Duplicate => summary.duplicate += 1,
+                ResultStatus::Duplicate => {
+                    summary.duplicate += 1;
+                    summary.deduplicated += 1;
+                }
                 ResultStatus::Rejected => summary.rejected += 1,
                 ResultStatus::Failed => summary.failed += 1,
                 ResultStatus::Resolved => summary.resolved += 1,

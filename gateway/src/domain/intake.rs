@@ -79,6 +79,7 @@ pub struct Intake {
     audit: GatewayAudit,
     cluster: Option<String>,
     cluster_label: Option<String>,
+    request_namespace: String,
 }
 
 impl Intake {
@@ -93,7 +94,20 @@ impl Intake {
             audit,
             cluster,
             cluster_label: None,
+            request_namespace: audit_sdk::names::NAMESPACE.to_owned(),
         }
+    }
+
+    /// The namespace RemediationRequests are created in (answers and audit
+    /// payloads name it); `kubernaut-system` unless configured.
+    pub fn with_request_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.request_namespace = namespace.into();
+        self
+    }
+
+    /// The namespace RemediationRequests are created in.
+    pub fn request_namespace(&self) -> &str {
+        &self.request_namespace
     }
 
     /// Reads the cluster from the signal's `label` when it carries one, so
@@ -195,6 +209,7 @@ impl Intake {
                         target: &target,
                         fingerprint: &fingerprint,
                         request: &active.name,
+                        request_namespace: &self.request_namespace,
                     },
                     active.occurrence_count,
                 );
@@ -248,6 +263,7 @@ impl Intake {
             target,
             fingerprint,
             request: &name,
+            request_namespace: &self.request_namespace,
         };
         let received = self.audit.received(subject);
         let request = NewRequest {
@@ -268,8 +284,13 @@ impl Intake {
             }
             Err(e) => {
                 tracing::warn!(rr = %name, %fingerprint, error = %e, "RemediationRequest not created");
-                self.audit
-                    .failed(subject, received, e.code(), &e.to_string());
+                self.audit.failed(
+                    subject,
+                    received,
+                    e.code(),
+                    &e.to_string(),
+                    e.retry_possible(),
+                );
                 Err((Some(name), e))
             }
         }
@@ -294,6 +315,7 @@ impl Intake {
                 target,
                 fingerprint,
                 request: &active.name,
+                request_namespace: &self.request_namespace,
             },
             count,
         );

@@ -50,6 +50,12 @@ impl CallError {
         matches!(self, Self::Status { code: c, .. } if *c == code)
     }
 
+    /// No answer came (timeout, connection trouble): a write may or may not
+    /// have been applied.
+    pub(crate) fn is_ambiguous(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::Transport(_))
+    }
+
     fn is_transient(&self, retry: Retry) -> bool {
         match (self, retry) {
             (Self::Status { code, .. }, _) if *code == 429 || *code == 503 => true,

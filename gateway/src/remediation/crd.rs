@@ -22,6 +22,9 @@ pub const GENERATION_LABEL: &str = "kubernaut.ai/signal-generation";
 /// create retried after a lost answer recognises its own object.
 pub const CREATED_BY_ANNOTATION: &str = "kubernaut.ai/created-by";
 
+/// Most signal tokens kept in `status.deduplication.recentSignals`.
+pub const RECENT_SIGNALS: usize = 8;
+
 /// Phases after which a request no longer absorbs duplicates.
 pub const TERMINAL_PHASES: &[&str] = &["Completed", "Failed", "TimedOut", "Skipped", "Cancelled"];
 
@@ -110,6 +113,11 @@ pub struct DeduplicationStatus {
     pub last_seen_at: String,
     /// Signals absorbed, the first included.
     pub occurrence_count: i64,
+    /// Tokens of the latest signals counted (at most 8, `RECENT_SIGNALS`;
+    /// newest last): a count whose answer was lost (a timeout) is recognised
+    /// here on retry instead of being counted twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_signals: Vec<String>,
 }
 
 impl RemediationRequest {
@@ -129,6 +137,15 @@ impl RemediationRequest {
             .and_then(|s| s.deduplication.as_ref())
             .map(|d| d.occurrence_count.max(1) as u64)
             .unwrap_or(1)
+    }
+
+    /// Tokens of the latest signals counted on it, oldest first.
+    pub fn recent_signals(&self) -> Vec<String> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.deduplication.as_ref())
+            .map(|d| d.recent_signals.clone())
+            .unwrap_or_default()
     }
 }
 

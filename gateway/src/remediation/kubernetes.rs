@@ -16,8 +16,11 @@
 //! - Duplicates: only `status.deduplication` is written, by a JSON merge patch
 //!   on the status subresource carrying the `resourceVersion` the count was
 //!   read at; on 409 Conflict the request is read again, checked to be still
-//!   active, and the patch retried. Other controllers' status fields are never
-//!   touched.
+//!   active, and the patch retried. A patch left unanswered (timeout,
+//!   connection lost) may have been applied: each count carries a token kept
+//!   in `status.deduplication.recentSignals`, so the fresh read tells whether
+//!   it was, and it is retried (safe: resourceVersion-guarded) only if not.
+//!   Other controllers' status fields are never touched.
 //! - Every call has a deadline and a bounded retry budget ([`super::api_calls`]).
 
 use std::collections::HashMap;
@@ -36,7 +39,7 @@ pub use super::api_calls::client_config;
 use super::api_calls::{CallPolicy, Retry};
 use super::crd::{
     RemediationRequest, RemediationRequestSpec, TargetResource, CREATED_BY_ANNOTATION,
-    FINGERPRINT_LABEL, GENERATION_LABEL,
+    FINGERPRINT_LABEL, GENERATION_LABEL, RECENT_SIGNALS,
 };
 use super::stripes::Stripes;
 use super::watch_cache::{Summary, WatchCache};
@@ -111,6 +114,7 @@ fn summary_active(s: &Summary) -> ActiveRequest {
         name: s.name.clone(),
         occurrence_count: s.occurrence_count,
         version: s.resource_version.clone(),
+        recent_signals: s.recent_signals.clone(),
     }
 }
 
@@ -174,6 +178,12 @@ impl KubernetesBackend {
     /// lookup is a LIST).
     pub fn is_synced(&self) -> bool {
         self.cache.is_synced()
+    }
+
+    /// Resolves once the watch cache has its first full list (from then on
+    /// lookups need no API call).
+    pub async fn synced(&self) {
+        self.cache.synced().await
     }
 
     /// Reads `name` fresh.
@@ -433,10 +443,18 @@ impl RemediationBackend for KubernetesBackend {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
+        // Same for every attempt of this count, distinct between signals
+        // (one webhook's alerts share a received time).
+        let token = format!("{}/{:016x}", self.holder, rand::random::<u64>());
         let mut current = active.clone();
         for attempt in 0..=self.conflict_retries {
             let count = current.occurrence_count + 1;
-            let mut dedup = json!({"lastSeenAt": seen, "occurrenceCount": count});
+            let mut recent = current.recent_signals.clone();
+            recent.push(token.clone());
+            let excess = recent.len().saturating_sub(RECENT_SIGNALS);
+            recent.drain(..excess);
+            let mut dedup = json!({"lastSeenAt": seen, "occurrenceCount": count,
+                "recentSignals": recent});
             if current.occurrence_count <= 1 {
                 dedup["firstSeenAt"] = json!(seen);
             }
@@ -444,13 +462,13 @@ impl RemediationBackend for KubernetesBackend {
                 "metadata": {"resourceVersion": current.version},
                 "status": {"deduplication": dedup}
             }));
-            match self
+            let answer = self
                 .calls
                 .run(Retry::IfNotApplied, || {
                     api.patch_status(&current.name, &patch_params, &patch)
                 })
-                .await
-            {
+                .await;
+            match answer {
                 Ok(updated) => {
                     self.cache.observe(&updated);
                     return Ok(count);
@@ -464,9 +482,20 @@ impl RemediationBackend for KubernetesBackend {
                         current.name
                     )))
                 }
+                Err(e) if e.is_ambiguous() => {
+                    // The patch may have been applied: the fresh object says
+                    // (its token is in `recentSignals`), and the
+                    // resourceVersion guard makes a retry of an unapplied
+                    // patch safe. Within the same conflict budget.
+                    tracing::debug!(rr = %current.name, attempt, error = ?e, "status update unanswered; reading it to see whether it applied");
+                }
                 Err(e) => return Err(e.into_backend("updating RemediationRequest status")),
             }
             match self.read(&current.name).await? {
+                Some(rr) if rr.recent_signals().contains(&token) => {
+                    // Counted by the attempt whose answer was lost.
+                    return Ok(count);
+                }
                 Some(rr) if rr.is_active() => current = active_of(&rr),
                 _ => {
                     return Err(BackendError::Conflict(format!(

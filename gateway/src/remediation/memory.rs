@@ -102,6 +102,7 @@ impl RemediationBackend for MemoryBackend {
                 name,
                 occurrence_count: e.stored.occurrence_count,
                 version: None,
+                recent_signals: Vec::new(),
             })),
             _ => {
                 state.active.remove(fingerprint);

@@ -33,6 +33,10 @@ pub struct ActiveRequest {
     /// The backend's concurrency token for it (the Kubernetes
     /// `resourceVersion` it was seen at), when the backend has one.
     pub version: Option<String>,
+    /// Tokens of the latest signals counted on it, oldest first, when the
+    /// backend keeps them (Kubernetes: so that a count whose answer was lost
+    /// is recognised instead of applied twice).
+    pub recent_signals: Vec<String>,
 }
 
 /// What a create did.
@@ -90,6 +94,11 @@ impl BackendError {
             Self::Rejected(_) => "backend_rejected",
             Self::AuditNotDurable(_) => "audit_not_durable",
         }
+    }
+
+    /// Whether the sender's retry can succeed (every failure but a refusal).
+    pub fn retry_possible(&self) -> bool {
+        !matches!(self, Self::Rejected(_))
     }
 }
 

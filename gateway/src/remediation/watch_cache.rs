@@ -25,6 +25,7 @@ pub(crate) struct Summary {
     pub generation: u64,
     pub active: bool,
     pub occurrence_count: u64,
+    pub recent_signals: Vec<String>,
     pub resource_version: Option<String>,
     pub created: Option<String>,
 }
@@ -42,6 +43,7 @@ impl Summary {
                 .unwrap_or(0),
             active: rr.is_active(),
             occurrence_count: rr.occurrence_count(),
+            recent_signals: rr.recent_signals(),
             resource_version: rr.metadata.resource_version.clone(),
             created: rr
                 .metadata
@@ -67,6 +69,8 @@ struct Index {
 #[derive(Debug, Clone)]
 pub(crate) struct WatchCache {
     index: Arc<Mutex<Index>>,
+    /// `true` once the first full list arrived.
+    synced: Arc<tokio::sync::watch::Sender<bool>>,
     _task: Arc<AbortOnDrop>,
 }
 
@@ -95,6 +99,8 @@ impl WatchCache {
     pub(crate) fn start(api: Api<RemediationRequest>) -> Self {
         let index = Arc::new(Mutex::new(Index::default()));
         let kept = index.clone();
+        let synced = Arc::new(tokio::sync::watch::Sender::new(false));
+        let announce = synced.clone();
         let task = tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default())
                 .default_backoff()
@@ -120,6 +126,7 @@ impl WatchCache {
                             index.by_fingerprint = staging;
                         }
                         index.synced = true;
+                        announce.send_replace(true);
                     }
                     watcher::Event::Apply(rr) => upsert(&mut index.by_fingerprint, &rr),
                     watcher::Event::Delete(rr) => {
@@ -134,6 +141,7 @@ impl WatchCache {
         });
         Self {
             index,
+            synced,
             _task: Arc::new(AbortOnDrop(task)),
         }
     }
@@ -159,5 +167,12 @@ impl WatchCache {
     /// Whether the first full list arrived.
     pub(crate) fn is_synced(&self) -> bool {
         self.index.lock().unwrap_or_else(|p| p.into_inner()).synced
+    }
+
+    /// Resolves once the first full list arrived.
+    pub(crate) async fn synced(&self) {
+        let mut synced = self.synced.subscribe();
+        // The sender lives as long as `self`: the wait cannot fail.
+        let _ = synced.wait_for(|s| *s).await;
     }
 }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 pub mod flaky_backend;
+pub mod kube_replica;
 
 #[allow(unused_imports)] // not every test binary starts servers
 pub use datastorage::testing::ports::free_port;

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0003_event_ids.sql"),
     include_str!("0004_chain_heads_guard.sql"),
     include_str!("0005_hash_key_id.sql"),
+    include_str!("0006_checkpoints.sql"),
 ];
 
 /// Advisory lock key serialising migration runs (arbitrary, fixed).

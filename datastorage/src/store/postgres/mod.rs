@@ -36,9 +36,13 @@ use tokio_postgres::{NoTls, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
+use super::{
+    action_kind, action_name, checkpoint_columns, checkpoint_from_columns, same_content,
+    ChainChunks, ChainPart, EventStore, InsertOutcome, StoreError,
+};
 use crate::domain::canonical::canonical_json;
 use crate::domain::chain::{ChainHasher, ChainHead};
+use crate::domain::checkpoint::{CheckpointSummary, SignedCheckpoint};
 use crate::domain::query::EventQuery;
 
 mod config;
@@ -647,7 +651,8 @@ async fn insert_batch(
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
-fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
+/// The WHERE clause of `q`'s filters (not its cursor) and their parameters.
+fn filter_sql(q: &EventQuery) -> (Vec<String>, Vec<Param>) {
     let mut clauses: Vec<String> = Vec::new();
     let mut args: Vec<Param> = Vec::new();
     let mut push = |column: &str, op: &str, value: Param| {
@@ -675,6 +680,36 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
     if let Some(v) = q.until {
         push("event_timestamp", "<=", Box::new(v));
     }
+    if let Some(d) = &q.detail {
+        // Key and value are both parameters: no caller text reaches the SQL.
+        args.push(Box::new(d.key.clone()));
+        args.push(Box::new(d.value.clone()));
+        // Only string values match (as on SQLite), not a number's spelling.
+        let (k, v) = (args.len() - 1, args.len());
+        clauses.push(format!(
+            "(json_typeof(event_data -> ${k}) = 'string' AND event_data ->> ${k} = ${v})"
+        ));
+    }
+    (clauses, args)
+}
+
+fn where_sql(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+/// How many events match `q`'s filters, all pages together.
+fn count_sql(q: &EventQuery) -> (String, Vec<Param>) {
+    let (clauses, args) = filter_sql(q);
+    let sql = format!("SELECT count(*) FROM audit_events {}", where_sql(&clauses));
+    (sql, args)
+}
+
+fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
+    let (mut clauses, mut args) = filter_sql(q);
     if let Some(c) = q.cursor {
         let ts = DateTime::<Utc>::from_timestamp_micros(c.timestamp_micros).unwrap_or_default();
         args.push(Box::new(ts));
@@ -685,18 +720,16 @@ fn query_sql(q: &EventQuery) -> (String, Vec<Param>) {
             args.len()
         ));
     }
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    // The page size is a parameter too: the statement text depends only on
-    // which filters are present (at most 2^8 shapes), so the pool's per-connection
-    // statement cache stays bounded whatever callers send.
+    let filter = where_sql(&clauses);
+    // The page size and offset are parameters too: the statement text depends
+    // only on which filters are present (at most 2^9 shapes), so the pool's
+    // per-connection statement cache stays bounded whatever callers send.
     args.push(Box::new(q.limit as i64 + 1));
+    args.push(Box::new(q.offset as i64));
     let sql = format!(
         "SELECT {SELECT_COLUMNS} FROM audit_events {filter} \
-         ORDER BY event_timestamp DESC, event_id DESC LIMIT ${}",
+         ORDER BY event_timestamp DESC, event_id DESC LIMIT ${} OFFSET ${}",
+        args.len() - 1,
         args.len()
     );
     (sql, args)
@@ -740,6 +773,18 @@ impl EventStore for PostgresStore {
             .collect();
         let rows = client.query(&stmt, &params).await.map_err(classify)?;
         rows_to_events(&rows)
+    }
+
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let (sql, args) = count_sql(query);
+        let stmt = client.prepare_cached(&sql).await.map_err(classify)?;
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let row = client.query_one(&stmt, &params).await.map_err(classify)?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     async fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
@@ -797,6 +842,171 @@ impl EventStore for PostgresStore {
             });
         tx.commit().await.map_err(classify)?;
         Ok((chain, head))
+    }
+
+    async fn chain_chunks(
+        &self,
+        correlation_id: &str,
+        chunk_size: usize,
+    ) -> Result<ChainChunks, StoreError> {
+        let mut client = self.client().await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let corr = correlation_id.to_owned();
+        let chunk_size = chunk_size.max(1) as i64;
+        tokio::spawn(async move {
+            let read = async {
+                // One snapshot for the head and every chunk.
+                let db = client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+                    .map_err(classify)?;
+                let head = db
+                    .query_opt(
+                        "SELECT chain_seq, event_hash FROM audit_chain_heads \
+                         WHERE correlation_id = $1",
+                        &[&corr],
+                    )
+                    .await
+                    .map_err(classify)?
+                    .map(|r| ChainHead {
+                        chain_seq: r.get(0),
+                        event_hash: r.get(1),
+                    });
+                if tx.send(Ok(ChainPart::Head(head))).await.is_err() {
+                    return Ok(());
+                }
+                let stmt = db
+                    .prepare_cached(&format!(
+                        "SELECT {SELECT_COLUMNS} FROM audit_events WHERE correlation_id = $1 \
+                         AND chain_seq > $2 ORDER BY chain_seq LIMIT $3"
+                    ))
+                    .await
+                    .map_err(classify)?;
+                let mut after = i64::MIN;
+                loop {
+                    let rows = db
+                        .query(&stmt, &[&corr, &after, &chunk_size])
+                        .await
+                        .map_err(classify)?;
+                    let chunk = rows_to_events(&rows)?;
+                    drop(rows);
+                    let Some(last) = chunk.last() else { break };
+                    after = last.chain_seq;
+                    let full = chunk.len() as i64 == chunk_size;
+                    if tx.send(Ok(ChainPart::Events(chunk))).await.is_err() || !full {
+                        break;
+                    }
+                }
+                db.commit().await.map_err(classify)
+            };
+            if let Err(e) = read.await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT correlation_id, chain_seq, event_hash FROM audit_chain_heads \
+                 ORDER BY correlation_id",
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    ChainHead {
+                        chain_seq: r.get(1),
+                        event_hash: r.get(2),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn correlation_ids(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT correlation_id FROM audit_chain_heads \
+                 UNION SELECT correlation_id FROM audit_events ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn append_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let (summary, heads) = checkpoint_columns(checkpoint);
+        client
+            .execute(
+                "INSERT INTO audit_checkpoints (checkpoint_id, created_at, summary, heads) \
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &checkpoint.summary.checkpoint_id,
+                    &checkpoint.summary.created_at,
+                    &summary,
+                    &heads,
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self, limit: usize) -> Result<Vec<CheckpointSummary>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT summary FROM audit_checkpoints \
+                 ORDER BY created_at DESC, checkpoint_id DESC LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| checkpoint_from_columns(r.get(0), None).map(|(s, _)| s))
+            .collect()
+    }
+
+    async fn checkpoint(&self, id: Option<Uuid>) -> Result<Option<SignedCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        let row = match id {
+            Some(id) => {
+                client
+                    .query_opt(
+                        "SELECT summary, heads FROM audit_checkpoints WHERE checkpoint_id = $1",
+                        &[&id],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query_opt(
+                        "SELECT summary, heads FROM audit_checkpoints \
+                     ORDER BY created_at DESC, checkpoint_id DESC LIMIT 1",
+                        &[],
+                    )
+                    .await
+            }
+        }
+        .map_err(classify)?;
+        row.map(|r| {
+            checkpoint_from_columns(r.get(0), Some(r.get(1)))
+                .map(|(summary, heads)| SignedCheckpoint { summary, heads })
+        })
+        .transpose()
     }
 
     async fn place_legal_hold(
@@ -897,6 +1107,7 @@ impl EventStore for PostgresStore {
             correlation_id: correlation_id.to_owned(),
             release_reason: release_reason.to_owned(),
             released_by: released_by.to_owned(),
+            released_at: chrono::Utc::now(),
             events_released: released,
         }))
     }
@@ -956,7 +1167,7 @@ fn hold_from_row(row: &Row) -> LegalHold {
         reason: row.get(1),
         placed_by: row.get(2),
         placed_at: row.get(3),
-        events_held: row.get::<_, i64>(4).max(0) as u64,
+        events_affected: row.get::<_, i64>(4).max(0) as u64,
     }
 }
 

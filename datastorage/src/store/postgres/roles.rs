@@ -23,6 +23,7 @@ pub fn serving_grants(role: &str) -> String {
              ON audit_events TO {role};
          GRANT SELECT, INSERT, UPDATE (chain_seq, event_hash) ON audit_chain_heads TO {role};
          GRANT SELECT, INSERT, DELETE ON legal_holds TO {role};
+         GRANT SELECT, INSERT ON audit_checkpoints TO {role};
          GRANT USAGE ON SEQUENCE legal_hold_history_id_seq TO {role};"
     )
 }

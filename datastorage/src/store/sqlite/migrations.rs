@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0003_legal_hold_history.sql"),
     include_str!("0004_chain_heads.sql"),
     include_str!("0005_hash_key_id.sql"),
+    include_str!("0006_checkpoints.sql"),
 ];
 
 /// Applies every migration newer than the database's version; returns how many ran.

@@ -18,8 +18,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehav
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{action_kind, action_name, same_content, EventStore, InsertOutcome, StoreError};
+use super::{
+    action_kind, action_name, checkpoint_columns, checkpoint_from_columns, same_content,
+    ChainChunks, ChainPart, EventStore, InsertOutcome, StoreError,
+};
 use crate::domain::chain::{ChainHasher, ChainHead};
+use crate::domain::checkpoint::{CheckpointSummary, SignedCheckpoint};
 use crate::domain::query::EventQuery;
 
 mod migrations;
@@ -288,8 +292,9 @@ fn insert_batch_blocking(
     Ok(outcome)
 }
 
-fn query_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<StoredEvent>> {
-    let mut clauses: Vec<&str> = Vec::new();
+/// The WHERE clauses of `q`'s filters (not its cursor) and their parameters.
+fn filter_sql(q: &EventQuery) -> (Vec<&'static str>, Vec<Box<dyn ToSql>>) {
+    let mut clauses: Vec<&'static str> = Vec::new();
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     let mut push = |clause: &'static str, value: Box<dyn ToSql>| {
         clauses.push(clause);
@@ -316,22 +321,52 @@ fn query_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Sto
     if let Some(v) = q.until {
         push("event_timestamp <= ?", Box::new(v.timestamp_micros()));
     }
+    if let Some(d) = &q.detail {
+        // json_each compares keys as plain text (a JSON path would misread
+        // quotes, dots and brackets in a key), and both are parameters: no
+        // caller text reaches the SQL. Only string values match, as on PostgreSQL.
+        clauses.push(
+            "EXISTS (SELECT 1 FROM json_each(event_data) AS d \
+             WHERE d.key = ? AND d.type = 'text' AND d.value = ?)",
+        );
+        args.push(Box::new(d.key.clone()));
+        args.push(Box::new(d.value.clone()));
+    }
+    (clauses, args)
+}
+
+fn where_sql(clauses: &[&str]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+fn count_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<u64> {
+    let (clauses, args) = filter_sql(q);
+    let sql = format!("SELECT count(*) FROM audit_events {}", where_sql(&clauses));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let params: Vec<&dyn ToSql> = args.iter().map(AsRef::as_ref).collect();
+    let n: i64 = stmt.query_row(params.as_slice(), |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+fn query_blocking(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<StoredEvent>> {
+    let (mut clauses, mut args) = filter_sql(q);
     if let Some(c) = q.cursor {
         clauses.push("(event_timestamp, event_id) < (?, ?)");
         args.push(Box::new(c.timestamp_micros));
         args.push(Box::new(c.event_id.to_string()));
     }
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    // The page size is a parameter: the statement text depends only on which
-    // filters are present, so the statement cache stays bounded.
+    let filter = where_sql(&clauses);
+    // The page size and offset are parameters: the statement text depends only
+    // on which filters are present, so the statement cache stays bounded.
     args.push(Box::new(q.limit as i64 + 1));
+    args.push(Box::new(q.offset as i64));
     let sql = format!(
         "SELECT {} FROM audit_events {filter} \
-         ORDER BY event_timestamp DESC, event_id DESC LIMIT ?",
+         ORDER BY event_timestamp DESC, event_id DESC LIMIT ? OFFSET ?",
         rows::SELECT_COLUMNS,
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -362,6 +397,12 @@ impl EventStore for SqliteStore {
     async fn query(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let query = query.clone();
         self.with_reader(move |conn| query_blocking(conn, &query))
+            .await
+    }
+
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        let query = query.clone();
+        self.with_reader(move |conn| count_blocking(conn, &query))
             .await
     }
 
@@ -407,6 +448,151 @@ impl EventStore for SqliteStore {
             Ok((chain, head))
         })
         .await
+    }
+
+    async fn chain_chunks(
+        &self,
+        correlation_id: &str,
+        chunk_size: usize,
+    ) -> Result<ChainChunks, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let corr = correlation_id.to_owned();
+        let store = self.clone();
+        let chunk_size = chunk_size.max(1) as i64;
+        tokio::spawn(async move {
+            let sender = tx.clone();
+            let read = store.with_reader(move |conn| {
+                // One read transaction: the head and every chunk of one snapshot.
+                let db = conn.unchecked_transaction()?;
+                let head = db
+                    .prepare_cached(SELECT_HEAD)?
+                    .query_row([&corr], |r| {
+                        Ok(ChainHead {
+                            chain_seq: r.get(0)?,
+                            event_hash: r.get(1)?,
+                        })
+                    })
+                    .optional()?;
+                if sender.blocking_send(Ok(ChainPart::Head(head))).is_err() {
+                    return Ok(());
+                }
+                let mut stmt = db.prepare_cached(&format!(
+                    "SELECT {} FROM audit_events WHERE correlation_id = ?1 AND chain_seq > ?2 \
+                     ORDER BY chain_seq LIMIT ?3",
+                    rows::SELECT_COLUMNS
+                ))?;
+                let mut after = i64::MIN;
+                loop {
+                    let chunk = stmt
+                        .query_map(rusqlite::params![corr, after, chunk_size], rows::from_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    let Some(last) = chunk.last() else { break };
+                    after = last.chain_seq;
+                    let full = chunk.len() as i64 == chunk_size;
+                    if sender.blocking_send(Ok(ChainPart::Events(chunk))).is_err() || !full {
+                        break;
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = read.await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT correlation_id, chain_seq, event_hash FROM audit_chain_heads \
+                 ORDER BY correlation_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    ChainHead {
+                        chain_seq: r.get(1)?,
+                        event_hash: r.get(2)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn correlation_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT correlation_id FROM audit_chain_heads \
+                 UNION SELECT correlation_id FROM audit_events ORDER BY 1",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn append_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let (summary, heads) = checkpoint_columns(checkpoint);
+        let id = checkpoint.summary.checkpoint_id.to_string();
+        let at = checkpoint.summary.created_at.timestamp_micros();
+        self.with_writer(move |conn, _| {
+            conn.prepare_cached(
+                "INSERT INTO audit_checkpoints (checkpoint_id, created_at, summary, heads) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(rusqlite::params![id, at, summary, heads])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn checkpoints(&self, limit: usize) -> Result<Vec<CheckpointSummary>, StoreError> {
+        let texts: Vec<String> = self
+            .with_reader(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT summary FROM audit_checkpoints \
+                     ORDER BY created_at DESC, checkpoint_id DESC LIMIT ?1",
+                )?;
+                let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        texts
+            .iter()
+            .map(|t| checkpoint_from_columns(t, None).map(|(s, _)| s))
+            .collect()
+    }
+
+    async fn checkpoint(&self, id: Option<Uuid>) -> Result<Option<SignedCheckpoint>, StoreError> {
+        let texts: Option<(String, String)> = self
+            .with_reader(move |conn| {
+                let read = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+                match id {
+                    Some(id) => conn
+                        .prepare_cached(
+                            "SELECT summary, heads FROM audit_checkpoints WHERE checkpoint_id = ?1",
+                        )?
+                        .query_row([id.to_string()], read)
+                        .optional(),
+                    None => conn
+                        .prepare_cached(
+                            "SELECT summary, heads FROM audit_checkpoints \
+                             ORDER BY created_at DESC, checkpoint_id DESC LIMIT 1",
+                        )?
+                        .query_row([], read)
+                        .optional(),
+                }
+            })
+            .await?;
+        texts
+            .map(|(s, h)| {
+                checkpoint_from_columns(&s, Some(&h))
+                    .map(|(summary, heads)| SignedCheckpoint { summary, heads })
+            })
+            .transpose()
     }
 
     async fn place_legal_hold(
@@ -491,6 +677,8 @@ impl EventStore for SqliteStore {
                 correlation_id: corr,
                 release_reason: reason,
                 released_by: by,
+                released_at: chrono::DateTime::<Utc>::from_timestamp_micros(now)
+                    .unwrap_or_default(),
                 events_released: released as u64,
             }))
         })
@@ -575,7 +763,7 @@ fn hold_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LegalHold> {
         reason: row.get(1)?,
         placed_by: row.get(2)?,
         placed_at: chrono::DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default(),
-        events_held: row.get::<_, i64>(4)?.max(0) as u64,
+        events_affected: row.get::<_, i64>(4)?.max(0) as u64,
     })
 }
 
