@@ -226,7 +226,11 @@ async fn legal_holds_need_the_update_verb_and_record_who_placed_them() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        resp.status(),
+        200,
+        "the reference declares 200 for a placed hold"
+    );
     let placed: Value = resp.json().await.unwrap();
     assert_eq!(placed["placed_by"], "carol@example.com", "{placed}");
     let resp = app
