@@ -97,7 +97,7 @@ impl<'a> Suite<'a> {
         if PENDING.contains(&operation) {
             self.skipped += 1;
             println!(
-                "[{}] SKIP {operation}: {name} (pending: implemented on another branch)",
+                "[{}] SKIP {operation}: {name} (pending: not served yet)",
                 self.backend
             );
             return None;
