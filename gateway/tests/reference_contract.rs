@@ -324,54 +324,13 @@ async fn every_audit_event_of_every_signal_path_matches_the_reference_gateway_pa
     assert_eq!(k8s["event_data"]["original_payload"]["reason"], "BackOff");
 }
 
-#[derive(Debug)]
-struct RefusingBackend(gateway::remediation::memory::MemoryBackend);
-
-#[async_trait::async_trait]
-impl gateway::remediation::RemediationBackend for RefusingBackend {
-    fn name(&self) -> &'static str {
-        "refusing"
-    }
-    async fn lock(
-        &self,
-        fp: &gateway::domain::fingerprint::Fingerprint,
-    ) -> Result<Box<dyn gateway::remediation::HeldLock>, gateway::remediation::BackendError> {
-        self.0.lock(fp).await
-    }
-    async fn find_active(
-        &self,
-        _: &gateway::domain::fingerprint::Fingerprint,
-    ) -> Result<Option<gateway::remediation::ActiveRequest>, gateway::remediation::BackendError>
-    {
-        Ok(None)
-    }
-    async fn create(
-        &self,
-        _: &gateway::remediation::NewRequest,
-    ) -> Result<gateway::remediation::Created, gateway::remediation::BackendError> {
-        Err(gateway::remediation::BackendError::Unavailable(
-            "connection refused (test)".into(),
-        ))
-    }
-    async fn record_occurrence(
-        &self,
-        _: &gateway::remediation::ActiveRequest,
-        _: chrono::DateTime<chrono::Utc>,
-    ) -> Result<u64, gateway::remediation::BackendError> {
-        unreachable!("nothing is ever active")
-    }
-    async fn check_ready(&self) -> Result<(), gateway::remediation::BackendError> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_failed_creation_is_audited_with_the_reference_error_details() {
     let validator = schema();
     common::install_gateway_metrics();
     let dir = tempfile::tempdir().unwrap();
     let ds = common::start_datastorage(&dir.path().join("audit.db"), 0).await;
-    let backend = Arc::new(RefusingBackend(
+    let backend = Arc::new(common::refusing_backend::RefusingBackend(
         gateway::remediation::memory::MemoryBackend::new(Duration::from_secs(60)),
     ));
     let gw = common::start_gateway(common::gateway_config(&ds.url()), backend).await;

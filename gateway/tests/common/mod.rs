@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod flaky_backend;
 pub mod kube_replica;
+pub mod refusing_backend;
 
 #[allow(unused_imports)] // not every test binary starts servers
 pub use datastorage::testing::ports::free_port;
