@@ -1,7 +1,8 @@
 //! Metric names of the SDK, recorded through the `metrics` facade (the host
 //! service chooses the exporter).
 
-/// Counter: events accepted by `record()`.
+/// Counter: events accepted by `record()` (added once per burst, when the
+/// intake takes them, so `record()` itself never looks a metric up).
 pub const RECORDED: &str = "audit_sdk_events_recorded_total";
 /// Counter: events acknowledged by DataStorage.
 pub const DELIVERED: &str = "audit_sdk_events_delivered_total";

@@ -293,10 +293,16 @@ impl AuditStore {
         inbox.push(event);
         let number = self.shared.recorded.fetch_add(1, Ordering::AcqRel) + 1;
         drop(inbox);
-        if self.shared.inbox_idle.swap(false, Ordering::AcqRel) {
+        // Wake the intake once per burst: only when it said it sleeps. A plain
+        // load first keeps the flag's cache line shared while the intake is
+        // busy (a swap on every call would bounce it between cores). The
+        // intake sets the flag before its last look at the inbox under the
+        // lock this call just released, so a push it missed sees the flag.
+        if self.shared.inbox_idle.load(Ordering::Acquire)
+            && self.shared.inbox_idle.swap(false, Ordering::AcqRel)
+        {
             self.shared.inbox_wake.notify_one();
         }
-        metrics::counter!(crate::metrics::RECORDED).increment(1);
         Ok((event_id, number))
     }
 
