@@ -129,12 +129,13 @@ pub(crate) fn check(event_type: &str, data: &Map<String, Value>) -> Vec<FieldErr
         return Vec::new();
     }
     // Hot path (every `record()` of a Gateway event): one pass over the map
-    // by reference, no clones. All fields are optional and unknown ones are
-    // allowed, so the whole map deserialises exactly when every field does.
+    // by reference that builds nothing (see `shape`). All fields are optional
+    // and unknown ones are allowed, so the whole map passes exactly when
+    // every field does.
     let whole = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(
         data.iter().map(|(k, v)| (k.as_str(), v)),
     );
-    if GatewayEventData::deserialize(whole).is_ok() {
+    if shape::GatewayShape::deserialize(whole).is_ok() {
         return Vec::new();
     }
     // Field by field, so every wrongly typed field is reported, each by name.
@@ -156,6 +157,154 @@ pub(crate) fn check(event_type: &str, data: &Map<String, Value>) -> Vec<FieldErr
             })
         })
         .collect()
+}
+
+/// [`GatewayEventData`]'s shape, checked without building it: the same
+/// fields with the same types and the same required-ness, but every string,
+/// object and list is only looked at, never copied. Deserialising the real
+/// struct cost `record()` one allocation per string field and a deep copy of
+/// `original_payload` (the whole alert). The tests below hold the two
+/// definitions together: every field of the real struct is known here, and
+/// what one accepts the other does.
+mod shape {
+    use std::fmt;
+
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::Deserialize;
+
+    use super::DeduplicationStatus;
+
+    /// A JSON string, not kept.
+    pub(super) struct Text;
+
+    impl<'de> Deserialize<'de> for Text {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Text;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Text, E> {
+                    Ok(Text)
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// A JSON object of any values (`Map<String, Value>`), not kept.
+    pub(super) struct AnyObject;
+
+    impl<'de> Deserialize<'de> for AnyObject {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = AnyObject;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyObject, A::Error> {
+                    while map.next_entry::<Text, IgnoredAny>()?.is_some() {}
+                    Ok(AnyObject)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// A JSON object of strings (`BTreeMap<String, String>`), not kept.
+    pub(super) struct TextMap;
+
+    impl<'de> Deserialize<'de> for TextMap {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = TextMap;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a map of strings")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextMap, A::Error> {
+                    while map.next_entry::<Text, Text>()?.is_some() {}
+                    Ok(TextMap)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// A JSON array of strings (`Vec<String>`), not kept.
+    pub(super) struct TextList;
+
+    impl<'de> Deserialize<'de> for TextList {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = TextList;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a list of strings")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TextList, A::Error> {
+                    while seq.next_element::<Text>()?.is_some() {}
+                    Ok(TextList)
+                }
+            }
+            d.deserialize_seq(V)
+        }
+    }
+
+    /// [`super::ErrorDetails`]: `message`, `code`, `component` and
+    /// `retry_possible` are required there, so here too.
+    #[derive(Deserialize)]
+    #[allow(dead_code)] // only whether it deserialises matters
+    pub(super) struct ErrorDetailsShape {
+        message: Text,
+        code: Text,
+        component: Text,
+        retry_possible: bool,
+        #[serde(default)]
+        stack_trace: Option<TextList>,
+    }
+
+    /// [`super::GatewayEventData`], field for field.
+    #[derive(Deserialize)]
+    #[allow(dead_code)] // only whether it deserialises matters
+    pub(super) struct GatewayShape {
+        #[serde(default)]
+        event_type: Option<Text>,
+        #[serde(default)]
+        signal_type: Option<Text>,
+        #[serde(default)]
+        original_payload: Option<AnyObject>,
+        #[serde(default)]
+        signal_name: Option<Text>,
+        #[serde(default)]
+        fingerprint: Option<Text>,
+        #[serde(default)]
+        namespace: Option<Text>,
+        #[serde(default)]
+        severity: Option<Text>,
+        #[serde(default)]
+        resource_kind: Option<Text>,
+        #[serde(default)]
+        resource_name: Option<Text>,
+        #[serde(default)]
+        remediation_request: Option<Text>,
+        #[serde(default)]
+        deduplication_status: Option<DeduplicationStatus>,
+        #[serde(default)]
+        occurrence_count: Option<u64>,
+        #[serde(default)]
+        signal_labels: Option<TextMap>,
+        #[serde(default)]
+        signal_annotations: Option<TextMap>,
+        #[serde(default)]
+        signal_source: Option<Text>,
+        #[serde(default)]
+        error_code: Option<Text>,
+        #[serde(default)]
+        error_details: Option<ErrorDetailsShape>,
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +387,112 @@ mod tests {
             fields,
             ["event_data.error_details", "event_data.original_payload"]
         );
+    }
+
+    /// Every field set, written out (no `..Default::default()`): a field
+    /// added to `GatewayEventData` fails to compile here until it is added,
+    /// and then `the_shape_knows_every_field` fails until `shape` has it.
+    fn complete() -> GatewayEventData {
+        GatewayEventData {
+            event_type: Some("gateway.crd.failed".into()),
+            signal_type: Some(SIGNAL_TYPE_ALERT.into()),
+            original_payload: Some(obj(json!({"labels": {"a": "b"}, "n": [1, {"x": null}]}))),
+            signal_name: Some("HighMemory".into()),
+            fingerprint: Some("ab".repeat(32)),
+            namespace: Some("".into()),
+            severity: Some("critical".into()),
+            resource_kind: Some("Deployment".into()),
+            resource_name: Some("api".into()),
+            remediation_request: Some("ns/rr-1".into()),
+            deduplication_status: Some(DeduplicationStatus::New),
+            occurrence_count: Some(3),
+            signal_labels: Some([("a".to_owned(), "b".to_owned())].into()),
+            signal_annotations: Some([("c".to_owned(), "d".to_owned())].into()),
+            signal_source: Some("prometheus".into()),
+            error_code: Some("conflict".into()),
+            error_details: Some(ErrorDetails {
+                message: "m".into(),
+                code: "c".into(),
+                component: "gateway".into(),
+                retry_possible: true,
+                stack_trace: Some(vec!["frame".into()]),
+            }),
+        }
+    }
+
+    fn verdicts(data: &Map<String, Value>) -> (bool, bool) {
+        let typed = GatewayEventData::deserialize(serde::de::value::MapDeserializer::<
+            _,
+            serde_json::Error,
+        >::new(
+            data.iter().map(|(k, v)| (k.as_str(), v))
+        ))
+        .is_ok();
+        let shape = shape::GatewayShape::deserialize(serde::de::value::MapDeserializer::<
+            _,
+            serde_json::Error,
+        >::new(
+            data.iter().map(|(k, v)| (k.as_str(), v))
+        ))
+        .is_ok();
+        (typed, shape)
+    }
+
+    #[test]
+    fn the_shape_knows_every_field() {
+        let full = complete().to_map();
+        assert_eq!(full.len(), 17, "complete() sets every field");
+        assert_eq!(verdicts(&full), (true, true));
+        // A value no field accepts: the shape refuses it under each key of
+        // the typed struct, so no field is missing from the shape.
+        for key in full.keys() {
+            let mut one = full.clone();
+            one.insert(key.clone(), json!([[true]]));
+            assert_eq!(verdicts(&one), (false, false), "field {key}");
+        }
+        let details = full["error_details"].as_object().unwrap();
+        for key in details.keys() {
+            let mut inner = details.clone();
+            inner.insert(key.clone(), json!([[true]]));
+            let one = obj(json!({ "error_details": inner }));
+            assert_eq!(verdicts(&one), (false, false), "error_details.{key}");
+        }
+    }
+
+    #[test]
+    fn the_shape_accepts_exactly_what_the_typed_payload_accepts() {
+        let cases = [
+            json!({}),
+            json!({"extra": {"deep": [1, 2, {"x": null}]}}),
+            json!({"signal_name": null, "namespace": ""}),
+            json!({"signal_name": 1}),
+            json!({"signal_labels": {}}),
+            json!({"signal_labels": {"a": null}}),
+            json!({"signal_labels": {"a": 1}}),
+            json!({"signal_labels": ["a"]}),
+            json!({"signal_annotations": {"a": "b", "c": "d"}}),
+            json!({"original_payload": {}}),
+            json!({"original_payload": []}),
+            json!({"original_payload": "text"}),
+            json!({"occurrence_count": 0}),
+            json!({"occurrence_count": -1}),
+            json!({"occurrence_count": 1.5}),
+            json!({"occurrence_count": "1"}),
+            json!({"deduplication_status": "duplicate"}),
+            json!({"deduplication_status": "Duplicate"}),
+            json!({"error_details": {"message": "m", "code": "c", "component": "g", "retry_possible": false}}),
+            json!({"error_details": {"message": "m", "code": "c", "component": "g"}}),
+            json!({"error_details": {"message": "m", "code": "c", "component": "g", "retry_possible": false, "stack_trace": null}}),
+            json!({"error_details": {"message": "m", "code": "c", "component": "g", "retry_possible": false, "stack_trace": [1]}}),
+            json!({"error_details": {"message": "m", "code": "c", "component": "g", "retry_possible": false, "other": 1}}),
+            json!({"error_details": ["m", "c", "g", true]}),
+            json!({"error_details": null}),
+            json!({"error_details": "failed"}),
+        ];
+        for case in cases {
+            let (typed, shape) = verdicts(&obj(case.clone()));
+            assert_eq!(typed, shape, "{case}");
+        }
     }
 
     #[test]
