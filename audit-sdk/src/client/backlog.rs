@@ -14,7 +14,7 @@ use crate::spool::{Position, Spool};
 #[derive(Debug)]
 pub enum Backlog {
     /// Memory only (no `spool_dir`).
-    Memory(VecDeque<AuditEvent>),
+    Memory(MemoryQueue),
     /// Write-ahead disk spool.
     Spool(Box<Spool>),
 }
@@ -23,7 +23,7 @@ impl Backlog {
     /// Events not yet taken by delivery.
     pub fn available(&self) -> u64 {
         match self {
-            Self::Memory(q) => q.len() as u64,
+            Self::Memory(q) => q.len as u64,
             Self::Spool(s) => s.unread(),
         }
     }
@@ -34,7 +34,7 @@ impl Backlog {
         match self {
             Self::Memory(q) => {
                 let n = events.len();
-                q.extend(events.drain(..));
+                q.push(std::mem::take(events));
                 Ok(n)
             }
             Self::Spool(s) => {
@@ -50,10 +50,7 @@ impl Backlog {
     /// way (lost, but resolved with the batch so `flush()` accounting holds).
     pub fn take(&mut self, max: usize) -> io::Result<(Vec<AuditEvent>, Option<Position>, u64)> {
         match self {
-            Self::Memory(q) => {
-                let n = q.len().min(max);
-                Ok((q.drain(..n).collect(), None, 0))
-            }
+            Self::Memory(q) => Ok((q.take(max), None, 0)),
             Self::Spool(s) => {
                 let batch = s.read_batch(max)?;
                 Ok((batch, Some(s.read_position()), s.take_skipped()))
@@ -76,5 +73,80 @@ impl Backlog {
             Self::Memory(_) => None,
             Self::Spool(s) => Some(s),
         }
+    }
+}
+
+/// The memory FIFO: the intake's bursts as they arrived, so appending a burst
+/// moves no event (the intake hands over the vector `record()` filled) and
+/// the queue never regrows one huge buffer while DataStorage is away.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    bursts: VecDeque<VecDeque<AuditEvent>>,
+    /// Events in all bursts.
+    len: usize,
+}
+
+impl MemoryQueue {
+    fn push(&mut self, burst: Vec<AuditEvent>) {
+        if burst.is_empty() {
+            return;
+        }
+        self.len += burst.len();
+        // `VecDeque::from(Vec)` keeps the vector's buffer.
+        self.bursts.push_back(burst.into());
+    }
+
+    fn take(&mut self, max: usize) -> Vec<AuditEvent> {
+        let mut out = Vec::with_capacity(max.min(self.len));
+        while out.len() < max {
+            let Some(front) = self.bursts.front_mut() else {
+                break;
+            };
+            let n = front.len().min(max - out.len());
+            out.extend(front.drain(..n));
+            if front.is_empty() {
+                self.bursts.pop_front();
+            }
+        }
+        self.len -= out.len();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(from: usize, n: usize) -> Vec<AuditEvent> {
+        (from..from + n)
+            .map(|i| {
+                AuditEvent::builder("test.event", format!("c-{i}"))
+                    .category("test")
+                    .action("made")
+                    .build()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn memory_queue_takes_across_bursts_in_order() {
+        let mut backlog = Backlog::Memory(MemoryQueue::default());
+        let mut all = Vec::new();
+        for (from, n) in [(0, 3), (3, 0), (3, 5), (8, 1)] {
+            let mut burst = events(from, n);
+            all.extend(burst.iter().map(|e| e.correlation_id.clone()));
+            assert_eq!(backlog.push(&mut burst).unwrap(), n);
+            assert!(burst.is_empty());
+        }
+        assert_eq!(backlog.available(), 9);
+        let mut taken = Vec::new();
+        for want in [2, 4, 10, 1] {
+            let (batch, mark, skipped) = backlog.take(want).unwrap();
+            assert!(mark.is_none() && skipped == 0);
+            assert!(batch.len() <= want);
+            taken.extend(batch.into_iter().map(|e| e.correlation_id));
+        }
+        assert_eq!(taken, all);
+        assert_eq!(backlog.available(), 0);
     }
 }

@@ -48,7 +48,7 @@ pub(crate) async fn run(
         let arrived = shared.drain_inbox();
         let busy = !arrived.is_empty();
         seq += arrived.len() as u64;
-        pending.extend(arrived);
+        take_over(&mut pending, arrived);
         write(&shared, &mut pending).await;
         if spooled {
             commit_durable(&shared, seq - pending.len() as u64).await;
@@ -82,7 +82,7 @@ pub(crate) async fn run(
         shared.inbox_idle.store(false, Ordering::Release);
         let arrived = shared.drain_inbox();
         seq += arrived.len() as u64;
-        pending.extend(arrived);
+        take_over(&mut pending, arrived);
         write(&shared, &mut pending).await;
         match command {
             None => return, // every handle is gone without close()
@@ -99,6 +99,16 @@ pub(crate) async fn run(
                 return;
             }
         }
+    }
+}
+
+/// Appends a burst to the events waiting for the backlog, moving none of
+/// them when nothing waits (the usual case: the burst's vector itself goes on).
+fn take_over(pending: &mut Vec<AuditEvent>, arrived: Vec<AuditEvent>) {
+    if pending.is_empty() {
+        *pending = arrived;
+    } else {
+        pending.extend(arrived);
     }
 }
 

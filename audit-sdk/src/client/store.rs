@@ -1,6 +1,5 @@
 //! [`AuditStore`]: the handle services record audit events through.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -155,7 +154,7 @@ impl AuditStore {
                 }
                 (Backlog::Spool(Box::new(spool)), recovery)
             }
-            None => (Backlog::Memory(VecDeque::new()), Default::default()),
+            None => (Backlog::Memory(Default::default()), Default::default()),
         };
         let shared = Shared::new(config, backlog, transport, replayed.pending);
         shared
