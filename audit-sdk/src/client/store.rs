@@ -279,8 +279,10 @@ impl AuditStore {
             return Err(RecordError::Closed { event_id });
         }
         let capacity = self.shared.config.buffer_capacity;
-        if self.shared.in_memory.fetch_add(1, Ordering::AcqRel) >= capacity {
-            self.shared.in_memory.fetch_sub(1, Ordering::AcqRel);
+        // Only record() raises `in_memory`, always under the inbox lock held
+        // here; the tasks only lower it. So the load is a bound that cannot
+        // be overtaken before the increment below.
+        if self.shared.in_memory.load(Ordering::Acquire) >= capacity {
             drop(inbox);
             self.shared.lose(
                 "buffer_full",
@@ -289,8 +291,13 @@ impl AuditStore {
             );
             return Err(RecordError::Overflow { capacity, event_id });
         }
+        self.shared.in_memory.fetch_add(1, Ordering::AcqRel);
         inbox.push(event);
-        let number = self.shared.recorded.fetch_add(1, Ordering::AcqRel) + 1;
+        // `recorded` is written only here, under the inbox lock: a load and a
+        // store number the events in inbox order without a second atomic
+        // read-modify-write per call.
+        let number = self.shared.recorded.load(Ordering::Relaxed) + 1;
+        self.shared.recorded.store(number, Ordering::Release);
         drop(inbox);
         // Wake the intake once per burst: only when it said it sleeps. A plain
         // load first keeps the flag's cache line shared while the intake is
