@@ -157,8 +157,8 @@ impl Shared {
     }
 
     /// Takes every event from the inbox, oldest first, and counts them as
-    /// recorded: one metric update per burst instead of one per `record()`
-    /// (a recorder's key lookup costs more than the rest of `record()`).
+    /// recorded: one metric update per burst instead of a recorder's key
+    /// lookup in every `record()`.
     pub fn drain_inbox(&self) -> Vec<AuditEvent> {
         let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
         if inbox.is_empty() {
