@@ -72,6 +72,7 @@ bench: ## Run every benchmark of the workspace (release build; not in `make test
 	  $(CARGO) bench -p datastorage --bench postgres_ingest && \
 	  $(CARGO) bench -p audit-sdk --bench sdk && \
 	  $(CARGO) bench -p audit-sdk --bench durable && \
+	  $(CARGO) bench -p audit-sdk --features spool-candidates --bench spool_candidates && \
 	  $(CARGO) bench -p gateway --bench load && \
 	  $(CARGO) bench -p gateway --bench kubernetes; \
 	} 2>&1 | tee target/bench/output.txt

@@ -18,6 +18,7 @@
 //! events of an acknowledgement that returned an error (its cursor may not
 //! have reached the disk).
 
+#[allow(dead_code)] // the aimed faults (fail, stall) serve the faulty_io_* tests
 mod faulty_io;
 
 use std::cell::RefCell;

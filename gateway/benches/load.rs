@@ -1,6 +1,7 @@
 //! Load benchmark: the Gateway (memory backend, real DataStorage in process,
-//! audit on) under a steady 1,000 alerts/s from a client on the same machine,
-//! and the same load against a trivial axum handler in the same run.
+//! audit on, spooled) under a steady 1,000 alerts/s from a client on the same
+//! machine, with `audit.durable_ack` off and on, and the same load against a
+//! trivial axum handler in the same run.
 //!
 //! `cargo bench -p gateway --bench load -- [rate_per_s] [seconds]`
 //!
@@ -168,6 +169,47 @@ async fn trivial_server() -> (String, CancellationToken) {
     (url, stop)
 }
 
+/// One Gateway under test, spooling its audit events in `spool_dir`.
+struct Gateway {
+    url: String,
+    audit: audit_sdk::AuditStore,
+    backend: Arc<MemoryBackend>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn gateway(
+    ds_url: &str,
+    spool_dir: &std::path::Path,
+    durable_ack: bool,
+) -> anyhow::Result<Gateway> {
+    let mut config = Config::default();
+    config.server.host = [127, 0, 0, 1].into();
+    config.server.api_port = 0;
+    config.server.health_port = 0;
+    config.server.metrics_port = 0;
+    config.server.shutdown_delay = Duration::ZERO;
+    config.remediation.backend = BackendKind::Memory;
+    config.audit.data_storage_url = ds_url.to_owned();
+    config.audit.token_file = None;
+    // Both Gateways spool alike (default fsync policy); only the wait differs.
+    config.audit.spool_dir = Some(spool_dir.to_owned());
+    config.audit.durable_ack = Some(durable_ack);
+    let backend = Arc::new(MemoryBackend::new(Duration::from_secs(3600)));
+    let app = Application::build_with_backend(config, backend.clone()).await?;
+    let url = format!("http://{}/api/v1/signals/prometheus", app.api_addr());
+    let audit = app.audit_store();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    Ok(Gateway {
+        url,
+        audit,
+        backend,
+        stop,
+        task,
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let numbers: Vec<u64> = std::env::args().filter_map(|a| a.parse().ok()).collect();
@@ -187,54 +229,53 @@ async fn main() -> anyhow::Result<()> {
     let ds_stop = CancellationToken::new();
     let ds_task = tokio::spawn(ds.run_until_stopped(ds_stop.clone()));
 
-    let mut config = Config::default();
-    config.server.host = [127, 0, 0, 1].into();
-    config.server.api_port = 0;
-    config.server.health_port = 0;
-    config.server.metrics_port = 0;
-    config.server.shutdown_delay = Duration::ZERO;
-    config.remediation.backend = BackendKind::Memory;
-    config.audit.data_storage_url = ds_url;
-    config.audit.token_file = None;
-    let backend = Arc::new(MemoryBackend::new(Duration::from_secs(3600)));
-    let app = Application::build_with_backend(config, backend.clone()).await?;
-    let gw_url = format!("http://{}/api/v1/signals/prometheus", app.api_addr());
-    let audit = app.audit_store();
-    let gw_stop = CancellationToken::new();
-    let gw_task = tokio::spawn(app.run_until_stopped(gw_stop.clone()));
+    let off = gateway(&ds_url, &dir.path().join("spool-off"), false).await?;
+    let on = gateway(&ds_url, &dir.path().join("spool-on"), true).await?;
     let (trivial_url, trivial_stop) = trivial_server().await;
 
     println!(
         "gateway load: {rate} req/s for {seconds} s per target (alternating 2 s rounds), \
          {TARGETS} distinct Deployments (first alert of each creates, the rest deduplicate), \
-         open loop, client in the same process on the same machine"
+         open loop, client in the same process on the same machine; both Gateways spool \
+         (default fsync), `durable` answers only after the signal's audit events are fsynced"
     );
-    // Warm up connections and code paths on both.
+    // Warm up connections and code paths on each.
     drive("warmup", trivial_url.clone(), rate, 1).await;
-    drive("warmup", gw_url.clone(), rate, 1).await;
+    drive("warmup", off.url.clone(), rate, 1).await;
+    drive("warmup", on.url.clone(), rate, 1).await;
 
-    // Alternating rounds of 2 s, swapping which goes first, so drift of the
-    // machine (frequency, other load) hits both sides alike.
+    // Alternating rounds of 2 s, rotating which goes first, so drift of the
+    // machine (frequency, other load) hits every side alike.
     let rounds = seconds.div_ceil(2).max(1);
-    let mut trivial = Run::empty("trivial");
-    let mut gateway = Run::empty("gateway");
-    for round in 0..rounds {
-        let per_round = seconds.min(2);
-        if round % 2 == 0 {
-            trivial.absorb(drive("trivial", trivial_url.clone(), rate, per_round).await);
-            gateway.absorb(drive("gateway", gw_url.clone(), rate, per_round).await);
-        } else {
-            gateway.absorb(drive("gateway", gw_url.clone(), rate, per_round).await);
-            trivial.absorb(drive("trivial", trivial_url.clone(), rate, per_round).await);
+    let per_round = seconds.min(2);
+    let mut runs = [
+        Run::empty("trivial"),
+        Run::empty("gateway"),
+        Run::empty("durable"),
+    ];
+    let urls = [trivial_url.clone(), off.url.clone(), on.url.clone()];
+    for round in 0..rounds as usize {
+        for k in 0..runs.len() {
+            let i = (round + k) % runs.len();
+            let name = runs[i].name;
+            runs[i].absorb(drive(name, urls[i].clone(), rate, per_round).await);
         }
     }
+    let [trivial, gateway, durable] = runs;
     trivial.print();
     gateway.print();
+    durable.print();
     println!(
         "ratio gateway/trivial: p50 {:.2}x  p99 {:.2}x  throughput {:.2}x",
         ms(gateway.percentile(0.5)) / ms(trivial.percentile(0.5)),
         ms(gateway.percentile(0.99)) / ms(trivial.percentile(0.99)),
         gateway.throughput() / trivial.throughput(),
+    );
+    println!(
+        "ratio durable_ack on/off: p50 {:.2}x  p99 {:.2}x  throughput {:.2}x",
+        ms(durable.percentile(0.5)) / ms(gateway.percentile(0.5)),
+        ms(durable.percentile(0.99)) / ms(gateway.percentile(0.99)),
+        durable.throughput() / gateway.throughput(),
     );
     for (measure, q) in [("p50", 0.5), ("p99", 0.99)] {
         report(
@@ -243,6 +284,13 @@ async fn main() -> anyhow::Result<()> {
             ms(gateway.percentile(q)),
             "ms",
             Some(("trivial axum handler", ms(trivial.percentile(q)))),
+        );
+        report(
+            "gateway alerts (open loop)",
+            &format!("durable_ack {measure}"),
+            ms(durable.percentile(q)),
+            "ms",
+            Some(("durable_ack off", ms(gateway.percentile(q)))),
         );
     }
     let p99 = gateway.percentile(0.99);
@@ -254,17 +302,26 @@ async fn main() -> anyhow::Result<()> {
             "NOT met"
         }
     );
-
-    let flushed = Instant::now();
-    audit.flush().await?;
+    let ratio = durable.percentile(0.99).as_secs_f64() / p99.as_secs_f64();
     println!(
-        "audit: every event acknowledged by DataStorage {:.0} ms after the load ended; {} RemediationRequests",
-        ms(flushed.elapsed()),
-        backend.requests().len()
+        "aim durable_ack p99 <= 1.5 x off: {} ({ratio:.2}x)",
+        if ratio <= 1.5 { "met" } else { "NOT met" }
     );
+
+    for (name, gw) in [("gateway", &off), ("durable", &on)] {
+        let flushed = Instant::now();
+        gw.audit.flush().await?;
+        println!(
+            "audit ({name}): every event acknowledged by DataStorage {:.0} ms after the load ended; {} RemediationRequests",
+            ms(flushed.elapsed()),
+            gw.backend.requests().len()
+        );
+    }
     trivial_stop.cancel();
-    gw_stop.cancel();
-    gw_task.await??;
+    for gw in [off, on] {
+        gw.stop.cancel();
+        gw.task.await??;
+    }
     ds_stop.cancel();
     ds_task.await??;
     Ok(())

@@ -13,6 +13,7 @@ use std::time::Duration;
 use audit_sdk::AuditConfig;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
+use humantime_serde::re::humantime::format_duration;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of environment overrides (`GATEWAY_SERVER__API_PORT=8180`).
@@ -24,6 +25,15 @@ pub use audit_sdk::names::{
 
 /// Largest signal body accepted (AlertManager and Kubernetes events alike).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Alertmanager's shortest deadline for one webhook notification: its
+/// `notify.MinTimeout`. Alertmanager 0.25 has no webhook or `http_config`
+/// request timeout; every notification runs under one context of
+/// `max(group_interval, 10s)` (plus the HA peer wait), retries included, so
+/// 10 s is the least time a sender may give the Gateway. A request still
+/// running past it is abandoned by its sender, and the sender's next try
+/// (its next flush, or an HA peer) races the work the Gateway still does.
+pub const ALERTMANAGER_NOTIFY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The whole configuration of a Gateway process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +87,8 @@ pub struct ServerConfig {
     /// Prometheus metrics port (0 = any free port).
     pub metrics_port: u16,
     /// Longest time one signal request may take; past it the answer is 504.
+    /// Below [`ALERTMANAGER_NOTIFY_DEADLINE`] (checked), so Alertmanager
+    /// always sees the answer and its retry comes after it.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// After a stop signal, how long `/readyz` answers 503 before listeners stop
@@ -98,7 +110,10 @@ impl Default for ServerConfig {
             api_port: DEFAULT_API_PORT,
             health_port: DEFAULT_HEALTH_PORT,
             metrics_port: DEFAULT_METRICS_PORT,
-            request_timeout: Duration::from_secs(15),
+            // 2 s below Alertmanager's 10 s deadline; above the audit
+            // `durable_ack_timeout` (5 s), so an unconfirmed audit trail is
+            // answered 503 + Retry-After, not 504.
+            request_timeout: Duration::from_secs(8),
             shutdown_delay: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
             tls: service_kit::tls::TlsConfig::default(),
@@ -321,10 +336,40 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let config: Self = Self::figment(file).extract().map_err(Box::new)?;
         config
-            .signals
             .check()
             .map_err(|e| Box::new(figment::Error::from(e)))?;
         Ok(config)
+    }
+
+    /// Refuses settings that contradict each other, naming the keys: a
+    /// request deadline Alertmanager does not wait for, or a durable
+    /// acknowledgement wait the request deadline cuts short (a 504 that
+    /// leaves the work running instead of the 503 + Retry-After that says
+    /// the audit trail is not durable).
+    pub fn check(&self) -> Result<(), String> {
+        self.signals.check()?;
+        self.audit.check().map_err(|e| format!("audit: {e}"))?;
+        let request = self.server.request_timeout;
+        if request.is_zero() {
+            return Err("server.request_timeout must be greater than zero".into());
+        }
+        if request >= ALERTMANAGER_NOTIFY_DEADLINE {
+            return Err(format!(
+                "server.request_timeout ({}) must be below Alertmanager's shortest notification deadline ({}): \
+                 past it Alertmanager abandons a request the Gateway is still processing, and its next try races that work",
+                format_duration(request),
+                format_duration(ALERTMANAGER_NOTIFY_DEADLINE),
+            ));
+        }
+        if self.audit.durable_ack_enabled() && self.audit.durable_ack_timeout >= request {
+            return Err(format!(
+                "audit.durable_ack_timeout ({}) must be below server.request_timeout ({}): \
+                 a signal whose audit events are not durable in time must be answered 503 + Retry-After before the request times out (504)",
+                format_duration(self.audit.durable_ack_timeout),
+                format_duration(request),
+            ));
+        }
+        Ok(())
     }
 
     /// The layered sources.
@@ -397,6 +442,60 @@ mod tests {
             assert!(err.contains("target_labels[0]"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_default_deadlines_end_before_alertmanager_gives_up_and_in_order() {
+        let c = Config::default();
+        assert!(c.server.request_timeout < ALERTMANAGER_NOTIFY_DEADLINE);
+        assert!(c.audit.durable_ack_timeout < c.server.request_timeout);
+        c.check().unwrap();
+    }
+
+    #[test]
+    fn a_request_timeout_alertmanager_does_not_wait_for_is_refused_at_load() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEWAY_SERVER__REQUEST_TIMEOUT", "10s");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("server.request_timeout (10s)"), "{err}");
+            assert!(err.contains("Alertmanager"), "{err}");
+            jail.set_env("GATEWAY_SERVER__REQUEST_TIMEOUT", "9s");
+            Config::load(None).unwrap();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_durable_ack_wait_not_below_the_request_timeout_is_refused_at_load() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "g.yaml",
+                "server:\n  request_timeout: 6s\naudit:\n  spool_dir: /var/spool/audit\n  durable_ack_timeout: 6s\n",
+            )?;
+            let err = Config::load(Some(Path::new("g.yaml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(
+                    "audit.durable_ack_timeout (6s) must be below server.request_timeout (6s)"
+                ),
+                "{err}"
+            );
+            // Without durable acknowledgement the wait never happens.
+            jail.set_env("GATEWAY_AUDIT__DURABLE_ACK", "false");
+            Config::load(Some(Path::new("g.yaml"))).unwrap();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_config_built_in_code_is_checked_too() {
+        let mut c = Config::default();
+        c.audit.spool_dir = Some("/var/spool/audit".into());
+        c.audit.durable_ack_timeout = Duration::from_secs(9);
+        assert!(c.check().unwrap_err().contains("audit.durable_ack_timeout"));
+        c.audit.spool_segment_bytes = c.audit.spool_max_bytes;
+        assert!(c.check().unwrap_err().starts_with("audit: spool_max_bytes"));
     }
 
     #[test]

@@ -42,6 +42,10 @@ impl Application {
         config: Config,
         backend: Arc<dyn RemediationBackend>,
     ) -> anyhow::Result<Self> {
+        config
+            .check()
+            .map_err(anyhow::Error::msg)
+            .context("invalid configuration")?;
         let store = AuditStore::new(config.audit.clone()).context("starting the audit store")?;
         tracing::info!(backend = backend.name(), data_storage_url = %config.audit.data_storage_url, "gateway configured");
         let auth = auth::Auth::new(&config.auth, audit_sdk::names::GATEWAY_SERVICE)

@@ -110,6 +110,9 @@ pub struct Spool {
     /// Sequence number of the next record written.
     next_seq: u64,
     dirty: bool,
+    /// A segment was created without syncing the directory (`never`): the
+    /// next [`Spool::sync`] (a durable acknowledgement) must do it.
+    dir_unsynced: bool,
     last_sync: Instant,
 }
 
@@ -254,6 +257,7 @@ impl Spool {
             counted,
             next_seq,
             dirty: false,
+            dir_unsynced: false,
             last_sync: Instant::now(),
         };
         Ok((spool, recovery))
@@ -373,13 +377,19 @@ impl Spool {
         self.reader = None;
     }
 
-    /// Forces written events to disk.
+    /// Forces written events to disk, with the directory entries of the
+    /// segments they are in (under every policy: a durable acknowledgement
+    /// waits for this).
     pub fn sync(&mut self) -> io::Result<()> {
         if let Some((_, w)) = self.writer.as_mut() {
             w.flush()?;
             if self.dirty {
                 w.get_ref().sync_data()?;
             }
+        }
+        if self.dir_unsynced {
+            self.io.sync_dir(&self.opts.dir)?;
+            self.dir_unsynced = false;
         }
         self.dirty = false;
         self.last_sync = Instant::now();
@@ -422,6 +432,8 @@ impl Spool {
             // of its content can make a durable acknowledgement true.
             if self.opts.fsync != FsyncPolicy::Never {
                 self.io.sync_dir(&self.opts.dir)?;
+            } else {
+                self.dir_unsynced = true;
             }
             // Nothing undelivered before it (a first segment, or a drained
             // spool, even one left with empty segments by a crash): start

@@ -12,7 +12,17 @@
 //! - `CrashAfter`: that write happens, then the process dies.
 //!
 //! After a death every call fails (the test then reopens the directory with
-//! a fresh spool, as a restarted process would). What it does not model: a
+//! a fresh spool, as a restarted process would).
+//!
+//! [`FaultyIo::aim`] aims a fault at the N-th call of one operation by name,
+//! reads included (`open_read`, `read`, `seek`), whatever the write count:
+//! - `Aimed::Fail`: that call fails with EIO and changes nothing; the disk
+//!   stays alive (a recovery read or a cut failing at open);
+//! - `Aimed::Stall`: that call blocks until [`FaultyIo::release`], then
+//!   happens (an fsync or a write hanging on a dying disk or a full NFS
+//!   server); [`FaultyIo::wait_stalled`] is the readiness signal.
+//!
+//! What it does not model: a
 //! power loss (`sync_data` and `sync_dir` are counted but not performed, as
 //! a dead process leaves the page cache to the kernel); the bit flips and
 //! zero-filled tails the model applies between crashes stand for that.
@@ -21,7 +31,8 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use audit_sdk::spool::file_io::{AppendFile, ReadFile, RealIo, SpoolIo};
 
@@ -33,11 +44,22 @@ pub enum Plan {
     CrashAfter { at: u64 },
 }
 
+/// A fault aimed at one operation by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aimed {
+    /// The call fails with EIO and changes nothing.
+    Fail,
+    /// The call blocks until released, then happens.
+    Stall,
+}
+
 #[derive(Debug, Default)]
 struct State {
     writes: u64,
     /// The plan and the write count it fires at.
     armed: Option<(Plan, u64)>,
+    /// The aimed fault: operation, calls of it left before it fires, what.
+    aimed: Option<(&'static str, u64, Aimed)>,
     crashed: bool,
     /// (plan kind, operation) pairs that fired.
     fired: BTreeSet<(&'static str, &'static str)>,
@@ -51,12 +73,36 @@ enum Go {
     Tear(usize),
     /// Do it, then die.
     ThenDie,
+    /// Wait for the release, then do it.
+    Stall,
 }
 
 impl State {
     fn enter(&mut self, op: &'static str, write: bool) -> io::Result<Go> {
         if self.crashed {
             return Err(io::Error::other("process crashed (fault injection)"));
+        }
+        if let Some((target, left, what)) = self.aimed.as_mut() {
+            if *target == op {
+                *left -= 1;
+                if *left == 0 {
+                    let what = *what;
+                    self.aimed = None;
+                    match what {
+                        Aimed::Fail => {
+                            self.fired.insert(("fail", op));
+                            return Err(io::Error::from_raw_os_error(5));
+                        }
+                        Aimed::Stall => {
+                            self.fired.insert(("stall", op));
+                            if write {
+                                self.writes += 1;
+                            }
+                            return Ok(Go::Stall);
+                        }
+                    }
+                }
+            }
         }
         if !write {
             return Ok(Go::Normal);
@@ -95,10 +141,18 @@ fn died() -> io::Error {
     io::Error::other("process crashed (fault injection)")
 }
 
+/// Whether stalled calls are held, and how many are.
+#[derive(Debug, Default)]
+struct Gate {
+    stalled: usize,
+    released: bool,
+}
+
 /// The fault-injecting I/O; clones share one state.
 #[derive(Debug, Clone, Default)]
 pub struct FaultyIo {
     state: Arc<Mutex<State>>,
+    gate: Arc<(Mutex<Gate>, Condvar)>,
 }
 
 impl FaultyIo {
@@ -109,6 +163,48 @@ impl FaultyIo {
             Plan::Enospc { at } | Plan::Torn { at, .. } | Plan::CrashAfter { at } => at,
         };
         s.armed = Some((plan, s.writes + at.max(1)));
+    }
+
+    /// Aims `what` at the `nth` call (1 = the next) of operation `op`
+    /// (`sync_data`, `segment_write`, `write_cursor`, `rename_cursor`,
+    /// `set_len`, `remove_segment`, `create_segment`, `sync_dir`,
+    /// `open_read`, `read`, `seek`, `flush`).
+    pub fn aim(&self, op: &'static str, nth: u64, what: Aimed) {
+        self.state.lock().unwrap().aimed = Some((op, nth.max(1), what));
+        self.gate.0.lock().unwrap().released = false;
+    }
+
+    /// Lets every stalled call (and every later one) go on.
+    pub fn release(&self) {
+        let (gate, cv) = &*self.gate;
+        gate.lock().unwrap().released = true;
+        cv.notify_all();
+    }
+
+    /// Blocks until a call is stalled (true) or `timeout` passes (false).
+    pub fn wait_stalled(&self, timeout: Duration) -> bool {
+        let (gate, cv) = &*self.gate;
+        let guard = gate.lock().unwrap();
+        let (guard, _) = cv
+            .wait_timeout_while(guard, timeout, |g| g.stalled == 0)
+            .unwrap();
+        guard.stalled > 0
+    }
+
+    /// Runs `op` through the state; a stalled call waits here, outside the
+    /// state's lock, so other operations go on meanwhile.
+    fn enter(&self, op: &'static str, write: bool) -> io::Result<Go> {
+        let go = self.state.lock().unwrap().enter(op, write)?;
+        if !matches!(go, Go::Stall) {
+            return Ok(go);
+        }
+        let (gate, cv) = &*self.gate;
+        let mut g = gate.lock().unwrap();
+        g.stalled += 1;
+        cv.notify_all();
+        let mut g = cv.wait_while(g, |g| !g.released).unwrap();
+        g.stalled -= 1;
+        Ok(Go::Normal)
     }
 
     /// Whether the process "died".
@@ -123,9 +219,9 @@ impl FaultyIo {
 
     /// Runs a non-`write` operation through the plan.
     fn op<T>(&self, name: &'static str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-        let go = self.state.lock().unwrap().enter(name, true)?;
+        let go = self.enter(name, true)?;
         match go {
-            Go::Normal => f(),
+            Go::Normal | Go::Stall => f(),
             Go::Enospc => Err(enospc()),
             Go::Tear(_) => Err(died()),
             Go::ThenDie => {
@@ -152,7 +248,7 @@ impl SpoolIo for FaultyIo {
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadFile>> {
-        self.state.lock().unwrap().enter("open_read", false)?;
+        self.enter("open_read", false)?;
         Ok(Box::new(FaultyReader {
             file: File::open(path)?,
             io: self.clone(),
@@ -160,9 +256,9 @@ impl SpoolIo for FaultyIo {
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8], _sync: bool) -> io::Result<()> {
-        let go = self.state.lock().unwrap().enter("write_cursor", true)?;
+        let go = self.enter("write_cursor", true)?;
         match go {
-            Go::Normal => RealIo.write_file(path, bytes, false),
+            Go::Normal | Go::Stall => RealIo.write_file(path, bytes, false),
             Go::Enospc => {
                 // Created, then nothing fits: an empty temporary file.
                 File::create(path)?;
@@ -205,9 +301,9 @@ struct FaultyFile {
 
 impl Write for FaultyFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let go = self.io.state.lock().unwrap().enter("segment_write", true)?;
+        let go = self.io.enter("segment_write", true)?;
         match go {
-            Go::Normal => self.file.write(buf),
+            Go::Normal | Go::Stall => self.file.write(buf),
             Go::Enospc => Err(enospc()),
             Go::Tear(keep) => {
                 self.file.write_all(&buf[..keep.min(buf.len())])?;
@@ -222,7 +318,7 @@ impl Write for FaultyFile {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.io.state.lock().unwrap().enter("flush", false)?;
+        self.io.enter("flush", false)?;
         Ok(())
     }
 }
@@ -241,14 +337,14 @@ struct FaultyReader {
 
 impl Read for FaultyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.state.lock().unwrap().enter("read", false)?;
+        self.io.enter("read", false)?;
         self.file.read(buf)
     }
 }
 
 impl Seek for FaultyReader {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.io.state.lock().unwrap().enter("seek", false)?;
+        self.io.enter("seek", false)?;
         self.file.seek(pos)
     }
 }
