@@ -17,11 +17,13 @@ use auth::{Auth, Verb};
 
 use crate::config::{ChainConfig, LimitsConfig};
 use crate::domain::chain::ChainHasher;
+use crate::domain::checkpoint::CheckpointKeys;
 use crate::store::EventStore;
 use service_kit::readiness::Readiness;
 
 mod body;
 mod checkpoints;
+mod export;
 pub mod grpc;
 mod health;
 mod ingest;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub hasher: ChainHasher,
     /// Chain settings (verification chunk size, checkpoints).
     pub chain: ChainConfig,
+    /// The checkpoint signer, which also signs exports.
+    pub keys: CheckpointKeys,
     /// Lifecycle phase, for `/readyz`.
     pub readiness: Readiness,
     /// Authentication and verb checks of the API routes.
@@ -58,8 +62,8 @@ pub struct AppState {
 /// The API listener's routes (port 8080).
 ///
 /// Each route names the verb it needs on the `data-storage-service` Service:
-/// writes `create`, queries `list`, reads of one event and chain verification
-/// `get`, legal hold `update`. `/readyz` and the OpenAPI document are open.
+/// writes `create`, queries `list`, reads of one event, chain verification,
+/// checkpoints and exports `get`, legal hold `update`. `/readyz` and the OpenAPI document are open.
 pub fn api_router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     let auth = state.auth.clone();
@@ -102,6 +106,10 @@ pub fn api_router(state: AppState) -> Router {
         .route(
             "/api/v1/audit/checkpoints/{checkpoint_id}",
             get(checkpoints::get_one).route_layer(auth.require(Verb::Get)),
+        )
+        .route(
+            export::EXPORT_PATH,
+            get(export::export).route_layer(auth.require(Verb::Get)),
         )
         .route(
             api::LEGAL_HOLD_PATH,
