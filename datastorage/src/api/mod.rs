@@ -34,6 +34,7 @@ pub mod memory_budget;
 pub mod openapi;
 pub mod problem;
 mod query;
+mod uuid_path;
 mod verify;
 
 use problem::ApiError;
