@@ -27,16 +27,17 @@ pub const IDENTITY_HEADERS: &[&str] = &[
     "impersonate-uid",
 ];
 
-/// Requires `verb` on the wrapped routes (see [`Auth::require`]).
+/// Requires one of its verbs on the wrapped routes (see [`Auth::require`]
+/// and [`Auth::require_any`]).
 #[derive(Debug, Clone)]
 pub struct RequireLayer {
     auth: Auth,
-    verb: Verb,
+    verbs: &'static [Verb],
 }
 
 impl RequireLayer {
-    pub(crate) fn new(auth: Auth, verb: Verb) -> Self {
-        Self { auth, verb }
+    pub(crate) fn new(auth: Auth, verbs: &'static [Verb]) -> Self {
+        Self { auth, verbs }
     }
 }
 
@@ -47,7 +48,7 @@ impl<S> Layer<S> for RequireLayer {
         RequireService {
             inner,
             auth: self.auth.clone(),
-            verb: self.verb,
+            verbs: self.verbs,
         }
     }
 }
@@ -57,7 +58,7 @@ impl<S> Layer<S> for RequireLayer {
 pub struct RequireService<S> {
     inner: S,
     auth: Auth,
-    verb: Verb,
+    verbs: &'static [Verb],
 }
 
 impl<S> Service<Request> for RequireService<S>
@@ -77,13 +78,13 @@ where
         // The clone that was polled ready is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (auth, verb) = (self.auth.clone(), self.verb);
+        let (auth, verbs) = (self.auth.clone(), self.verbs);
         Box::pin(async move {
             let headers = request.headers_mut();
             for name in IDENTITY_HEADERS {
                 headers.remove(*name);
             }
-            match auth.check(request.headers(), verb).await {
+            match auth.check_any(request.headers(), verbs).await {
                 Ok(identity) => {
                     if let Some(identity) = identity {
                         request.extensions_mut().insert(identity);
@@ -91,7 +92,7 @@ where
                     inner.call(request).await
                 }
                 Err(e) => {
-                    tracing::info!(verb = %verb, reason = %e, "request refused by auth");
+                    tracing::info!(verbs = ?verbs, reason = %e, "request refused by auth");
                     Ok(e.into_response())
                 }
             }

@@ -110,7 +110,35 @@ impl Auth {
 
     /// The layer that protects a route with `verb`.
     pub fn require(&self, verb: Verb) -> RequireLayer {
-        RequireLayer::new(self.clone(), verb)
+        RequireLayer::new(self.clone(), verb.alone())
+    }
+
+    /// The layer that protects a route with any one of `verbs`: the caller
+    /// needs one of them granted, asked in order (a read route accepts `get`
+    /// or `list`, since RBAC roles written for the reference platform grant
+    /// readers `get` only).
+    pub fn require_any(&self, verbs: &'static [Verb]) -> RequireLayer {
+        assert!(!verbs.is_empty(), "a route needs at least one verb");
+        RequireLayer::new(self.clone(), verbs)
+    }
+
+    /// [`Auth::check`] for any one of `verbs`, asked in order until one is
+    /// granted; when none is, the refusal of the first.
+    pub async fn check_any(
+        &self,
+        headers: &HeaderMap,
+        verbs: &[Verb],
+    ) -> Result<Option<Identity>, AuthError> {
+        let mut refused = None;
+        for &verb in verbs {
+            match self.check(headers, verb).await {
+                Err(e @ AuthError::Forbidden { .. }) => {
+                    refused.get_or_insert(e);
+                }
+                other => return other,
+            }
+        }
+        Err(refused.expect("at least one verb was asked"))
     }
 
     /// Authenticates the request's bearer token and authorizes `verb`.

@@ -17,6 +17,16 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// This verb alone, as a verb list.
+    pub fn alone(self) -> &'static [Verb] {
+        match self {
+            Self::Create => &[Self::Create],
+            Self::List => &[Self::List],
+            Self::Get => &[Self::Get],
+            Self::Update => &[Self::Update],
+        }
+    }
+
     /// The RBAC spelling.
     pub fn as_str(self) -> &'static str {
         match self {

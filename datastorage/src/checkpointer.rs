@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::domain::chain::ChainHead;
 use crate::domain::checkpoint::{CheckpointKeys, CheckpointSummary, SignedCheckpoint};
 use crate::domain::query::EventQuery;
-use crate::store::{ChainChunks, EventStore, InsertOutcome, StoreError};
+use crate::store::{ChainChunks, EventStore, ExportChunks, InsertOutcome, StoreError};
 
 /// Takes a checkpoint of every chain head now, unless nothing changed since
 /// the newest one; answers the checkpoint written, if any.
@@ -146,6 +146,13 @@ impl EventStore for CountingStore {
         chunk_size: usize,
     ) -> Result<ChainChunks, StoreError> {
         self.inner.chain_chunks(correlation_id, chunk_size).await
+    }
+    async fn export_chunks(
+        &self,
+        query: &EventQuery,
+        chunk_size: usize,
+    ) -> Result<ExportChunks, StoreError> {
+        self.inner.export_chunks(query, chunk_size).await
     }
     async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>, StoreError> {
         self.inner.chain_heads().await

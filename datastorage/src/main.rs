@@ -10,6 +10,7 @@ use datastorage::telemetry;
 use service_kit::shutdown;
 
 mod verify;
+mod verify_export;
 
 /// Central audit event store of the remediation platform.
 ///
@@ -59,6 +60,27 @@ enum Command {
         /// correctly (a live store grows); without it any new event is named.
         #[arg(long)]
         allow_appended: bool,
+    },
+    /// Check an exported file (GET /api/v1/audit/export saved to a file)
+    /// offline, without the store.
+    ///
+    /// Every event's hash is recomputed from its fields (keyed chains need
+    /// their HMAC key), every chain's events are checked for order, gaps and
+    /// links and against the export's chain ranges, and the export's signature
+    /// is checked with the Ed25519 public key (--public-key) or the HMAC key
+    /// (--hmac-key-file); without either flag the configured chain keys are
+    /// used. Every edited, missing or reordered event is named, one line each
+    /// (exit 1); a signature that does not verify is exit 2; 0 when intact.
+    VerifyExport {
+        /// The exported file (JSON).
+        file: PathBuf,
+        /// PEM Ed25519 public key of the checkpoint signer (repeatable).
+        #[arg(long = "public-key")]
+        public_key: Vec<PathBuf>,
+        /// HMAC key file of the chains (repeatable: the first is current, the
+        /// others retired keys); also checks an HMAC-signed export.
+        #[arg(long = "hmac-key-file")]
+        hmac_key_file: Vec<PathBuf>,
     },
 }
 
@@ -111,6 +133,14 @@ async fn main() -> anyhow::Result<()> {
             allow_appended,
         } => {
             let code = verify::run(config, &checkpoint, allow_appended).await?;
+            std::process::exit(code)
+        }
+        Command::VerifyExport {
+            file,
+            public_key,
+            hmac_key_file,
+        } => {
+            let code = verify_export::run(&config, &file, &public_key, &hmac_key_file)?;
             std::process::exit(code)
         }
     }

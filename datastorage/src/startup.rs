@@ -57,6 +57,7 @@ impl Application {
             limits: config.limits.clone(),
             hasher,
             chain: config.chain.clone(),
+            keys: keys.clone(),
             readiness: Readiness::default(),
         };
         let server = &config.server;

@@ -122,3 +122,21 @@ async fn made_up_http_methods_share_one_metric_label() {
     }
     assert!(text.contains("method=\"other\""), "{text}");
 }
+
+/// A path segment that must be a UUID is a 400 naming the parameter, on every route that has one.
+#[tokio::test]
+async fn a_path_id_that_is_not_a_uuid_is_a_400_naming_the_parameter() {
+    let app = spawn_app().await;
+    for (path, name) in [
+        ("/api/v1/audit/events/not-a-uuid", "event_id"),
+        ("/api/v1/audit/checkpoints/not-a-uuid", "checkpoint_id"),
+    ] {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        let body = assert_problem(resp, 400, "invalid-query").await;
+        assert_eq!(
+            body["detail"],
+            format!("{name} must be a UUID, got \"not-a-uuid\""),
+            "{body}"
+        );
+    }
+}

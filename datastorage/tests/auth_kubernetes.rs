@@ -19,6 +19,9 @@ use serde_json::{json, Value};
 
 const SA_TOKEN: &str = "sa-token-0123456789abcdef";
 const SA_USER: &str = "system:serviceaccount:kubernaut-system:gateway";
+/// A reader bound to a role written for the reference platform: `get` only.
+const READER_TOKEN: &str = "reader-token-0123456789abcdef";
+const READER_USER: &str = "system:serviceaccount:kubernaut-system:auditor";
 
 #[derive(Clone, Default)]
 struct Reviews {
@@ -31,12 +34,16 @@ async fn token_review(
     Json(body): Json<Value>,
 ) -> Json<Value> {
     r.tokens.lock().unwrap().push(body.clone());
-    let authenticated = body["spec"]["token"] == SA_TOKEN;
-    let mut status = json!({ "authenticated": authenticated });
-    if authenticated {
+    let user = match body["spec"]["token"].as_str() {
+        Some(SA_TOKEN) => Some(SA_USER),
+        Some(READER_TOKEN) => Some(READER_USER),
+        _ => None,
+    };
+    let mut status = json!({ "authenticated": user.is_some() });
+    if let Some(user) = user {
         // The token was issued for the audience asked (an audience-aware server).
         status["audiences"] = body["spec"]["audiences"].clone();
-        status["user"] = json!({ "username": SA_USER, "groups": ["system:serviceaccounts"] });
+        status["user"] = json!({ "username": user, "groups": ["system:serviceaccounts"] });
     }
     Json(json!({
         "apiVersion": "authentication.k8s.io/v1",
@@ -52,8 +59,13 @@ async fn access_review(
     Json(body): Json<Value>,
 ) -> Json<Value> {
     r.access.lock().unwrap().push(body.clone());
-    // The gateway's ServiceAccount may write, not query.
-    let allowed = body["spec"]["resourceAttributes"]["verb"] == "create";
+    // The gateway's ServiceAccount may write, not query; the auditor may `get`.
+    let verb = &body["spec"]["resourceAttributes"]["verb"];
+    let allowed = match body["spec"]["user"].as_str() {
+        Some(SA_USER) => verb == "create",
+        Some(READER_USER) => verb == "get",
+        _ => false,
+    };
     Json(json!({
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
@@ -135,7 +147,11 @@ async fn reviews_name_the_user_verb_and_service_and_are_cached_per_token_and_ver
         "one TokenReview for 1,001 requests with one token"
     );
     assert_eq!(tokens[0]["spec"]["token"], SA_TOKEN);
-    assert_eq!(access.len(), 2, "one SubjectAccessReview per verb");
+    assert_eq!(
+        access.len(),
+        3,
+        "one SubjectAccessReview per verb: create, then list and get for the query"
+    );
     let attributes: Vec<(&Value, &Value)> = access
         .iter()
         .map(|a| (&a["spec"]["user"], &a["spec"]["resourceAttributes"]))
@@ -148,7 +164,74 @@ async fn reviews_name_the_user_verb_and_service_and_are_cached_per_token_and_ver
         assert_eq!(attrs["group"], "");
     }
     let verbs: Vec<&Value> = attributes.iter().map(|(_, a)| &a["verb"]).collect();
-    assert_eq!(verbs, [&json!("create"), &json!("list")]);
+    assert_eq!(verbs, [&json!("create"), &json!("list"), &json!("get")]);
+}
+
+/// The reference platform's readers are granted `get` only (its client role
+/// and its GET → `get` mapping): every read route accepts them, and they
+/// still cannot write.
+#[tokio::test]
+async fn a_reader_granted_only_get_can_query_verify_and_export() {
+    let (api, _reviews, _server) = start_review_server().await;
+    let app = spawn_kubernetes_app(api).await;
+    let corr = "corr-get-only";
+    let resp = app
+        .client
+        .post(app.url("/api/v1/audit/events/batch"))
+        .bearer_auth(SA_TOKEN)
+        .json(&events(corr, 3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let get = |path: String| {
+        app.client
+            .get(app.url(&path))
+            .bearer_auth(READER_TOKEN)
+            .send()
+    };
+
+    let resp = get(format!("/api/v1/audit/events?correlation_id={corr}"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "query");
+    let page: Value = resp.json().await.unwrap();
+    assert_eq!(page["pagination"]["total"], 3, "{page}");
+    let id = page["data"][0]["event_id"].as_str().unwrap().to_owned();
+    let resp = get(format!("/api/v1/audit/events/{id}")).await.unwrap();
+    assert_eq!(resp.status(), 200, "get by id");
+    let resp = get(format!("/api/v1/audit/export?correlation_id={corr}"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "export");
+    let export: Value = resp.json().await.unwrap();
+    assert_eq!(export["export_metadata"]["exported_by"], READER_USER);
+    assert_eq!(export["export_metadata"]["total_events"], 3);
+    let resp = get("/api/v1/audit/checkpoints".to_owned()).await.unwrap();
+    assert_eq!(resp.status(), 200, "checkpoints");
+    let resp = app
+        .client
+        .post(app.url("/api/v1/audit/verify-chain"))
+        .bearer_auth(READER_TOKEN)
+        .json(&json!({ "correlation_id": corr }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "verify-chain");
+
+    let resp = app
+        .client
+        .post(app.url("/api/v1/audit/events"))
+        .bearer_auth(READER_TOKEN)
+        .json(&event(corr, 9))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(resp, 403, "forbidden").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains(READER_USER),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -90,3 +90,66 @@ async fn the_readme_reference_client_calls_answer_as_that_client_expects() {
     // The legal hold answer.
     assert_eq!(docs[2]["events_affected"], 1, "{stdout}");
 }
+
+/// The README's export example: an export verified offline by the CLI with
+/// the public key only.
+#[tokio::test]
+async fn the_readme_export_example_verifies_offline() {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey};
+    let dir = tempfile::tempdir().unwrap();
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let private = dir.path().join("signer.pem");
+    std::fs::write(
+        &private,
+        signing.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("signer.pub.pem"),
+        signing
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    let app = spawn_app_with(|c| c.chain.checkpoint_signing_key_file = Some(private.clone())).await;
+    let script =
+        readme_block("readme-export-example").replace("localhost:8080", &app.api.to_string());
+    // `datastorage` on PATH is this build's binary, with no configuration of its own.
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_datastorage"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("DATASTORAGE_LOG__LEVEL", "warn")
+        .env(
+            "DATASTORAGE_STORE__SQLITE__PATH",
+            dir.path().join("unused.db"),
+        )
+        .output()
+        .await
+        .expect("bash and curl are installed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "example failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("2 events, 1 chains"), "{stdout}");
+    assert!(stdout.contains("signature valid (ed25519"), "{stdout}");
+    assert!(
+        stdout.contains("every event hash, link and range checks out"),
+        "{stdout}"
+    );
+    let export: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("export.json")).unwrap()).unwrap();
+    assert!(export["detached_signature"].is_string(), "{export}");
+}

@@ -316,3 +316,71 @@ fn the_production_overlay_passes_every_check() {
             .join("\n")
     );
 }
+
+/// The TLS findings of a fixture (production-based fixtures also differ from
+/// the Kind images, which is not what they are about).
+fn tls_findings(name: &str) -> Vec<Finding> {
+    fixture(name)
+        .into_iter()
+        .filter(|f| f.check == Check::Tls)
+        .collect()
+}
+
+#[test]
+fn a_plain_http_caller_of_a_tls_data_storage_is_caught() {
+    let findings = fixture("tls-http-caller");
+    let f = only(&findings, Check::Tls);
+    assert_eq!(f.object, "ConfigMap kubernaut-system/gateway-config");
+    assert!(f.problem.contains("is plain HTTP"), "{f}");
+    assert!(
+        f.fix.starts_with(
+            "use https://data-storage-service.kubernaut-system.svc.cluster.local:8080"
+        ),
+        "{f}"
+    );
+    // The shipped production overlay serves TLS: its Gateway put back to
+    // http:// is the same finding.
+    let findings = tls_findings("production-http-caller");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(
+        findings[0].object,
+        "ConfigMap kubernaut-system/gateway-config"
+    );
+}
+
+#[test]
+fn a_tls_data_storage_without_its_certificate_secret_mounted_is_caught() {
+    let findings = fixture("tls-missing-mount");
+    assert!(
+        findings.iter().all(|f| f.check == Check::Tls),
+        "{findings:#?}"
+    );
+    let fields: Vec<&str> = findings.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "containers[datastorage] server.tls.cert_file",
+            "containers[datastorage] server.tls.key_file"
+        ],
+        "{findings:#?}"
+    );
+    assert!(findings
+        .iter()
+        .all(|f| f.object == "Deployment kubernaut-system/datastorage"
+            && f.fix.contains("datastorage-tls")));
+}
+
+#[test]
+fn an_https_caller_of_a_plain_data_storage_is_caught() {
+    let findings = fixture("tls-https-without-tls");
+    let f = only(&findings, Check::Tls);
+    assert!(f.problem.contains("serves plain HTTP"), "{f}");
+}
+
+#[test]
+fn an_https_gateway_without_a_mounted_ca_file_is_caught() {
+    let findings = fixture("tls-https-without-ca");
+    let f = only(&findings, Check::Tls);
+    assert_eq!(f.object, "StatefulSet kubernaut-system/gateway");
+    assert_eq!(f.field, "containers[gateway] audit.ca_file");
+}

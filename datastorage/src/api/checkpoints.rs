@@ -7,12 +7,12 @@ use std::collections::HashMap;
 
 use audit_sdk::problem::ProblemType;
 use audit_sdk::Problem;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::problem::ApiError;
+use super::uuid_path::UuidPath;
 use super::AppState;
 use crate::domain::checkpoint::{CheckpointSummary, SignedCheckpoint};
 
@@ -94,14 +94,8 @@ pub async fn latest(State(state): State<AppState>) -> Result<Json<SignedCheckpoi
 )]
 pub async fn get_one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    UuidPath(id): UuidPath,
 ) -> Result<Json<SignedCheckpoint>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| {
-        ApiError::new(
-            ProblemType::InvalidQuery,
-            format!("checkpoint_id must be a UUID, got {id:?}"),
-        )
-    })?;
     let checkpoint = state.store.checkpoint(Some(id)).await?;
     checkpoint
         .map(Json)

@@ -17,11 +17,13 @@ use auth::{Auth, Verb};
 
 use crate::config::{ChainConfig, LimitsConfig};
 use crate::domain::chain::ChainHasher;
+use crate::domain::checkpoint::CheckpointKeys;
 use crate::store::EventStore;
 use service_kit::readiness::Readiness;
 
 mod body;
 mod checkpoints;
+mod export;
 pub mod grpc;
 mod health;
 mod ingest;
@@ -32,6 +34,7 @@ pub mod memory_budget;
 pub mod openapi;
 pub mod problem;
 mod query;
+mod uuid_path;
 mod verify;
 
 use problem::ApiError;
@@ -47,6 +50,8 @@ pub struct AppState {
     pub hasher: ChainHasher,
     /// Chain settings (verification chunk size, checkpoints).
     pub chain: ChainConfig,
+    /// The checkpoint signer, which also signs exports.
+    pub keys: CheckpointKeys,
     /// Lifecycle phase, for `/readyz`.
     pub readiness: Readiness,
     /// Authentication and verb checks of the API routes.
@@ -55,11 +60,20 @@ pub struct AppState {
     pub memory: memory_budget::MemoryBudget,
 }
 
+/// Verbs a query accepts: `list`, or `get` alone (roles written for the
+/// reference platform grant its readers `get` only, for every GET).
+const QUERY: &[Verb] = &[Verb::List, Verb::Get];
+/// Verbs a read of one thing (an event, a chain's verification, checkpoints,
+/// an export) accepts: `get`, or `list` (a reader granted list reads too).
+const READ: &[Verb] = &[Verb::Get, Verb::List];
+
 /// The API listener's routes (port 8080).
 ///
-/// Each route names the verb it needs on the `data-storage-service` Service:
-/// writes `create`, queries `list`, reads of one event and chain verification
-/// `get`, legal hold `update`. `/readyz` and the OpenAPI document are open.
+/// Each route names the verbs it accepts on the `data-storage-service`
+/// Service (any one granted suffices): writes `create`; queries `list` or
+/// `get`; reads of one event, chain verification, checkpoints and exports
+/// `get` or `list`; legal hold `update`. `/readyz` and the OpenAPI document
+/// are open.
 pub fn api_router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     let auth = state.auth.clone();
@@ -77,7 +91,7 @@ pub fn api_router(state: AppState) -> Router {
             api::EVENTS_PATH,
             post(ingest::post_event)
                 .route_layer(auth.require(Verb::Create))
-                .merge(get(query::list_events).route_layer(auth.require(Verb::List))),
+                .merge(get(query::list_events).route_layer(auth.require_any(QUERY))),
         )
         .route(
             api::BATCH_PATH,
@@ -85,23 +99,27 @@ pub fn api_router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/audit/events/{event_id}",
-            get(query::get_event).route_layer(auth.require(Verb::Get)),
+            get(query::get_event).route_layer(auth.require_any(READ)),
         )
         .route(
             api::VERIFY_CHAIN_PATH,
-            post(verify::verify_chain).route_layer(auth.require(Verb::Get)),
+            post(verify::verify_chain).route_layer(auth.require_any(READ)),
         )
         .route(
             checkpoints::CHECKPOINTS_PATH,
-            get(checkpoints::list).route_layer(auth.require(Verb::Get)),
+            get(checkpoints::list).route_layer(auth.require_any(READ)),
         )
         .route(
             "/api/v1/audit/checkpoints/latest",
-            get(checkpoints::latest).route_layer(auth.require(Verb::Get)),
+            get(checkpoints::latest).route_layer(auth.require_any(READ)),
         )
         .route(
             "/api/v1/audit/checkpoints/{checkpoint_id}",
-            get(checkpoints::get_one).route_layer(auth.require(Verb::Get)),
+            get(checkpoints::get_one).route_layer(auth.require_any(READ)),
+        )
+        .route(
+            export::EXPORT_PATH,
+            get(export::export).route_layer(auth.require_any(READ)),
         )
         .route(
             api::LEGAL_HOLD_PATH,

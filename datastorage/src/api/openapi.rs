@@ -76,6 +76,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         VerifyPaths::openapi(),
         LegalHoldPaths::openapi(),
         super::checkpoints::CheckpointsDoc::openapi(),
+        super::export::ExportDoc::openapi(),
     ] {
         doc.merge(fragment);
     }

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use audit_sdk::api::{EventPage, Pagination};
 use audit_sdk::problem::ProblemType;
 use audit_sdk::{Problem, StoredEvent};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use chrono::Utc;
-use uuid::Uuid;
 
 use super::problem::ApiError;
+use super::uuid_path::UuidPath;
 use super::AppState;
 use crate::domain::query::{Cursor, EventQuery};
 
@@ -85,14 +85,8 @@ pub async fn list_events(
 )]
 pub async fn get_event(
     State(state): State<AppState>,
-    Path(raw_id): Path<String>,
+    UuidPath(event_id): UuidPath,
 ) -> Result<Json<StoredEvent>, ApiError> {
-    let event_id = Uuid::parse_str(&raw_id).map_err(|_| {
-        ApiError::new(
-            ProblemType::InvalidQuery,
-            format!("event_id must be a UUID, got {raw_id:?}"),
-        )
-    })?;
     match state.store.get(event_id).await? {
         Some(event) => Ok(Json(event)),
         None => Err(ApiError::new(

@@ -199,7 +199,7 @@ impl ChainHasher {
     /// The hash a stored row should carry, with the algorithm and key the row
     /// names; `None` when it names a key this server does not hold. A keyed row
     /// from before key ids were recorded is checked with every key held.
-    fn rehash(&self, stored: &StoredEvent) -> Option<String> {
+    pub(crate) fn rehash(&self, stored: &StoredEvent) -> Option<String> {
         let canonical = canonical_json(&stored.event);
         let prev = stored.previous_event_hash.as_str();
         if stored.hash_algorithm == SHA256 {

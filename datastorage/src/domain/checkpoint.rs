@@ -75,7 +75,7 @@ pub struct SignedCheckpoint {
 }
 
 /// Why a checkpoint document is not to be trusted.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CheckpointError {
     /// The heads do not hash to `heads_digest`, or the counts disagree.
     #[error("the checkpoint's heads do not match its digest (edited heads)")]
@@ -191,11 +191,7 @@ impl CheckpointKeys {
         heads.sort_by(|a, b| a.correlation_id.cmp(&b.correlation_id));
         let now = Utc::now();
         let created_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        let (algorithm, key_id) = match (&self.signing, self.hasher.current_key()) {
-            (Some(key), _) => (ED25519, Some(key_id_of(key.verifying_key().as_bytes()))),
-            (None, Some((id, _))) => (HMAC_SHA256, Some(id.to_owned())),
-            (None, None) => (UNSIGNED, None),
-        };
+        let (algorithm, key_id) = self.signer();
         let mut summary = CheckpointSummary {
             checkpoint_id: Uuid::now_v7(),
             created_at,
@@ -207,11 +203,7 @@ impl CheckpointKeys {
             signature: String::new(),
         };
         let message = signed_bytes(&summary);
-        summary.signature = match (&self.signing, self.hasher.current_key()) {
-            (Some(key), _) => hex::encode(key.sign(&message).to_bytes()),
-            (None, Some((_, secret))) => hmac_hex(secret, &message),
-            (None, None) => hex::encode(Sha256::digest(&message)),
-        };
+        summary.signature = hex::encode(self.sign_message(&message));
         SignedCheckpoint { summary, heads }
     }
 
@@ -226,36 +218,66 @@ impl CheckpointKeys {
             return Err(CheckpointError::DigestMismatch);
         }
         let message = signed_bytes(s);
+        let signature = hex::decode(&s.signature).map_err(|_| CheckpointError::BadSignature)?;
+        self.verify_message(&s.algorithm, s.key_id.as_deref(), &message, &signature)
+    }
+
+    /// The algorithm and key id [`CheckpointKeys::sign_message`] signs with.
+    pub fn signer(&self) -> (&'static str, Option<String>) {
+        match (&self.signing, self.hasher.current_key()) {
+            (Some(key), _) => (ED25519, Some(key_id_of(key.verifying_key().as_bytes()))),
+            (None, Some((id, _))) => (HMAC_SHA256, Some(id.to_owned())),
+            (None, None) => (UNSIGNED, None),
+        }
+    }
+
+    /// Signs any message with the checkpoint signer (Ed25519, else HMAC under
+    /// the chain key, else only its SHA-256 digest): checkpoints and exports
+    /// share one signer, so one set of keys verifies both offline.
+    pub fn sign_message(&self, message: &[u8]) -> Vec<u8> {
+        match (&self.signing, self.hasher.current_key()) {
+            (Some(key), _) => key.sign(message).to_bytes().to_vec(),
+            (None, Some((_, secret))) => hmac_bytes(secret, message),
+            (None, None) => Sha256::digest(message).to_vec(),
+        }
+    }
+
+    /// Checks a signature made by [`CheckpointKeys::sign_message`] with the key
+    /// `key_id` names. `Ok(false)` for an intact but unsigned (`sha256`) message.
+    pub fn verify_message(
+        &self,
+        algorithm: &str,
+        key_id: Option<&str>,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, CheckpointError> {
         let unknown = || CheckpointError::UnknownKey {
-            algorithm: s.algorithm.clone(),
-            key_id: s.key_id.clone(),
+            algorithm: algorithm.to_owned(),
+            key_id: key_id.map(str::to_owned),
         };
-        match s.algorithm.as_str() {
-            UNSIGNED => (hex::encode(Sha256::digest(&message)) == s.signature)
+        match algorithm {
+            UNSIGNED => (Sha256::digest(message).as_slice() == signature)
                 .then_some(false)
                 .ok_or(CheckpointError::BadSignature),
             HMAC_SHA256 => {
-                let id = s.key_id.as_deref().ok_or_else(unknown)?;
+                let id = key_id.ok_or_else(unknown)?;
                 let secret = self.hasher.key_by_id(id).ok_or_else(unknown)?;
-                let signature =
-                    hex::decode(&s.signature).map_err(|_| CheckpointError::BadSignature)?;
                 let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-                mac.update(&message);
-                mac.verify_slice(&signature)
+                mac.update(message);
+                mac.verify_slice(signature)
                     .map(|()| true)
                     .map_err(|_| CheckpointError::BadSignature)
             }
             ED25519 => {
-                let id = s.key_id.as_deref().ok_or_else(unknown)?;
+                let id = key_id.ok_or_else(unknown)?;
                 let (_, key) = self
                     .public
                     .iter()
                     .find(|(kid, _)| kid == id)
                     .ok_or_else(unknown)?;
-                let bytes = hex::decode(&s.signature).map_err(|_| CheckpointError::BadSignature)?;
-                let signature = ed25519_dalek::Signature::from_slice(&bytes)
+                let signature = ed25519_dalek::Signature::from_slice(signature)
                     .map_err(|_| CheckpointError::BadSignature)?;
-                key.verify_strict(&message, &signature)
+                key.verify_strict(message, &signature)
                     .map(|()| true)
                     .map_err(|_| CheckpointError::BadSignature)
             }
@@ -264,10 +286,10 @@ impl CheckpointKeys {
     }
 }
 
-fn hmac_hex(secret: &[u8], message: &[u8]) -> String {
+fn hmac_bytes(secret: &[u8], message: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
     mac.update(message);
-    hex::encode(mac.finalize().into_bytes())
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// `hex(SHA-256(JCS(heads)))`.

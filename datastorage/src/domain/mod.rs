@@ -4,6 +4,7 @@
 pub mod canonical;
 pub mod chain;
 pub mod checkpoint;
+pub mod export;
 pub mod ingest;
 pub mod query;
 pub mod verification;

@@ -61,6 +61,19 @@ pub enum ChainPart {
 /// chunk ahead of the reader, so a chain of any length costs two chunks of memory.
 pub type ChainChunks = tokio::sync::mpsc::Receiver<Result<ChainPart, StoreError>>;
 
+/// One piece of an export read in chunks by [`EventStore::export_chunks`].
+#[derive(Debug, Default)]
+pub struct ExportChunk {
+    /// The head (kept apart from the rows, same snapshot) of each correlation
+    /// whose first exported event is in this chunk.
+    pub heads: Vec<(String, Option<ChainHead>)>,
+    /// The next events in `(correlation_id, chain_seq)` order.
+    pub events: Vec<StoredEvent>,
+}
+
+/// The receiving end of [`EventStore::export_chunks`] (one chunk ahead of the reader).
+pub type ExportChunks = tokio::sync::mpsc::Receiver<Result<ExportChunk, StoreError>>;
+
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -113,6 +126,17 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
         correlation_id: &str,
         chunk_size: usize,
     ) -> Result<ChainChunks, StoreError>;
+
+    /// Events matching `query`'s filters in `(correlation_id, chain_seq)`
+    /// order, skipping `query.offset` and at most `query.limit` of them (its
+    /// cursor is ignored), read in chunks of at most `chunk_size` rows of one
+    /// snapshot (keyset on `(correlation_id, chain_seq)`), so an export of any
+    /// size costs two chunks of memory.
+    async fn export_chunks(
+        &self,
+        query: &EventQuery,
+        chunk_size: usize,
+    ) -> Result<ExportChunks, StoreError>;
 
     /// Every chain head, sorted by correlation id, of one snapshot (what a
     /// checkpoint signs).

@@ -340,7 +340,19 @@ pub fn audit_export_response() -> Value {
                     "total_events": { "type": "integer" },
                     "signature": { "type": "string" },
                     "signature_algorithm": { "type": "string" },
-                    "exported_by": { "type": "string" }
+                    "certificate_fingerprint": { "type": "string" },
+                    "exported_by": { "type": "string" },
+                    "query_filters": {
+                        "type": "object",
+                        "properties": {
+                            "start_time": { "type": "string", "format": "date-time" },
+                            "end_time": { "type": "string", "format": "date-time" },
+                            "correlation_id": { "type": "string" },
+                            "event_category": { "type": "string" },
+                            "offset": { "type": "integer" },
+                            "limit": { "type": "integer" }
+                        }
+                    }
                 }
             },
             "events": {
@@ -349,7 +361,13 @@ pub fn audit_export_response() -> Value {
                     "type": "object",
                     "properties": {
                         "event_id": { "type": "string", "format": "uuid" },
+                        "version": { "type": "string" },
+                        "event_type": { "type": "string" },
                         "event_timestamp": { "type": "string", "format": "date-time" },
+                        "event_category": { "type": "string" },
+                        "event_action": { "type": "string" },
+                        "event_outcome": { "type": "string" },
+                        "correlation_id": { "type": "string" },
                         "event_data": { "type": "object" },
                         "event_hash": { "type": "string" },
                         "previous_event_hash": { "type": "string" },
@@ -368,10 +386,12 @@ pub fn audit_export_response() -> Value {
                     "total_events_verified": { "type": "integer" },
                     "valid_chain_events": { "type": "integer" },
                     "broken_chain_events": { "type": "integer" },
+                    "chain_integrity_percentage": { "type": "number", "minimum": 0, "maximum": 100 },
                     "verification_timestamp": { "type": "string", "format": "date-time" },
                     "tampered_event_ids": { "type": "array", "items": { "type": "string" } }
                 }
-            }
+            },
+            "detached_signature": { "type": "string" }
         }
     })
 }

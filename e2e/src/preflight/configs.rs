@@ -29,6 +29,59 @@ pub fn datastorage_config(text: &str) -> Option<datastorage::config::Config> {
         .ok()
 }
 
+/// The configuration container `c` of `w` runs with, as the service layers it:
+/// defaults, then its mounted `*.yaml` ConfigMap keys, then its literal
+/// environment variables named `prefix…` (`__` nests keys). `None` when
+/// that is not a configuration the service accepts (the configs check says why).
+pub fn effective_config<T: Default + Serialize + DeserializeOwned>(
+    objects: &Objects,
+    w: &super::objects::Workload<'_>,
+    c: &k8s_openapi::api::core::v1::Container,
+    prefix: &str,
+) -> Option<T> {
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    for text in mounted_yaml(objects, w, c) {
+        figment = figment.merge(Yaml::string(text));
+    }
+    let mut env = serde_yaml::Mapping::new();
+    for var in c.env.iter().flatten() {
+        let (Some(key), Some(value)) = (var.name.strip_prefix(prefix), &var.value) else {
+            continue;
+        };
+        let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+        // Values read as the environment provider reads them (`true`, `5s`, `8080`).
+        let value = serde_yaml::from_str(value)
+            .unwrap_or_else(|_| serde_yaml::Value::String(value.clone()));
+        insert(&mut env, &path, value);
+    }
+    if !env.is_empty() {
+        let text = serde_yaml::to_string(&env).ok()?;
+        figment = figment.merge(Yaml::string(&text));
+    }
+    figment.extract().ok()
+}
+
+/// Sets `path` in a nested mapping.
+fn insert(map: &mut serde_yaml::Mapping, path: &[String], value: serde_yaml::Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let key = serde_yaml::Value::String(first.clone());
+    if rest.is_empty() {
+        map.insert(key, value);
+        return;
+    }
+    let entry = map
+        .entry(key)
+        .or_insert_with(|| serde_yaml::Value::Mapping(serde_yaml::Mapping::new()));
+    if !entry.is_mapping() {
+        *entry = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
+    }
+    if let serde_yaml::Value::Mapping(inner) = entry {
+        insert(inner, rest, value);
+    }
+}
+
 /// The `*.yaml` texts of the ConfigMaps mounted into container `c` of `w`.
 pub fn mounted_yaml<'a>(
     objects: &'a Objects,

@@ -16,6 +16,7 @@ mod node_ports;
 pub mod objects;
 pub mod probes;
 mod rbac;
+mod tls;
 mod urls;
 
 pub use images::ImageRefs;
@@ -38,6 +39,9 @@ pub enum Check {
     NodePort,
     /// A service's ConfigMap holds a configuration it would refuse.
     Config,
+    /// A caller's scheme differs from DataStorage's TLS, or a certificate or
+    /// CA file is not mounted.
+    Tls,
 }
 
 impl fmt::Display for Check {
@@ -50,6 +54,7 @@ impl fmt::Display for Check {
             Self::Image => "image",
             Self::NodePort => "node-port",
             Self::Config => "config",
+            Self::Tls => "tls",
         })
     }
 }
@@ -139,6 +144,7 @@ pub fn check(objects: &Objects, context: &Context) -> Vec<Finding> {
     findings.extend(probes::check(objects));
     findings.extend(images::check(objects, &context.images));
     findings.extend(configs::check(objects));
+    findings.extend(tls::check(objects));
     if let Some(ports) = &context.kind_node_ports {
         findings.extend(node_ports::check(objects, ports));
     }

@@ -46,6 +46,7 @@ use crate::domain::checkpoint::{CheckpointSummary, SignedCheckpoint};
 use crate::domain::query::EventQuery;
 
 mod config;
+mod export;
 mod migrations;
 pub mod partitions;
 pub mod roles;
@@ -907,6 +908,14 @@ impl EventStore for PostgresStore {
             }
         });
         Ok(rx)
+    }
+
+    async fn export_chunks(
+        &self,
+        query: &EventQuery,
+        chunk_size: usize,
+    ) -> Result<super::ExportChunks, StoreError> {
+        self.export_chunks_impl(query, chunk_size).await
     }
 
     async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>, StoreError> {

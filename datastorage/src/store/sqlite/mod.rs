@@ -26,6 +26,7 @@ use crate::domain::chain::{ChainHasher, ChainHead};
 use crate::domain::checkpoint::{CheckpointSummary, SignedCheckpoint};
 use crate::domain::query::EventQuery;
 
+mod export;
 mod migrations;
 pub mod rows;
 
@@ -500,6 +501,14 @@ impl EventStore for SqliteStore {
             }
         });
         Ok(rx)
+    }
+
+    async fn export_chunks(
+        &self,
+        query: &EventQuery,
+        chunk_size: usize,
+    ) -> Result<super::ExportChunks, StoreError> {
+        self.export_chunks_impl(query, chunk_size)
     }
 
     async fn chain_heads(&self) -> Result<Vec<(String, ChainHead)>, StoreError> {
