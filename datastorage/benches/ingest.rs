@@ -12,6 +12,12 @@
 //!
 //! Ratios are reported against `direct`. `http+auth` repeats `http` with
 //! static-token authentication on, to show what the auth check costs.
+//!
+//! Then a database of 1,000,000 events over 10,000 correlation ids (written
+//! directly) is served, and `GET /api/v1/audit/events?correlation_id=…` is
+//! timed alone and while HTTP batch ingest runs beside it: the readers use
+//! WAL's concurrent read-only connections, so they must not queue behind the
+//! writer.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +28,9 @@ use datastorage::domain::chain::ChainHasher;
 use datastorage::startup::Application;
 use datastorage::store::sqlite::{rows, SqliteConfig, SqliteStore};
 use datastorage::store::EventStore;
-use datastorage::testing::bench::{post_batches, report, sample_events};
+use datastorage::testing::bench::{
+    post_batches, report, runs_of_events, sample_events, CorrelationQueries,
+};
 use tokio_util::sync::CancellationToken;
 
 /// A static token for the `http+auth` measurement.
@@ -121,6 +129,81 @@ fn bench_direct(events: &[AuditEvent], batch: usize) -> Duration {
     started.elapsed()
 }
 
+const QUERY_TABLE_ROWS: usize = 1_000_000;
+const QUERY_CORRELATIONS: usize = 10_000;
+const QUERIES: usize = 2_000;
+
+/// Writes `QUERY_TABLE_ROWS` events over `QUERY_CORRELATIONS` chains straight
+/// into a new database at `path`.
+fn fill_for_queries(path: &std::path::Path) {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").ok();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    datastorage::store::sqlite::migrate(&mut conn).unwrap();
+    let hash = "0".repeat(64);
+    let now = Utc::now().timestamp_micros();
+    let chunk = 100_000;
+    for start in (0..QUERY_TABLE_ROWS).step_by(chunk) {
+        let events = sample_events(chunk, "rr-query", QUERY_CORRELATIONS);
+        let tx = conn.transaction().unwrap();
+        {
+            let mut stmt = tx.prepare_cached(rows::INSERT).unwrap();
+            for (i, e) in events.iter().enumerate() {
+                let link = rows::ChainLink {
+                    seq: ((start + i) / QUERY_CORRELATIONS) as i64 + 1,
+                    previous_hash: &hash,
+                    hash: &hash,
+                    algorithm: "sha256",
+                    key_id: None,
+                };
+                rows::insert(&mut stmt, e, &link, now).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+}
+
+/// The correlation query on a 1M-event database, alone and during ingest.
+async fn bench_queries(batch: usize, clients: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let started = Instant::now();
+    fill_for_queries(&path);
+    println!(
+        "\nquery database: {QUERY_TABLE_ROWS} events (filled in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let mut config = Config::default();
+    config.server.host = [127, 0, 0, 1].into();
+    config.server.api_port = 0;
+    config.server.health_port = 0;
+    config.server.metrics_port = 0;
+    config.server.shutdown_delay = Duration::ZERO;
+    config.log.level = "warn".into();
+    config.auth.mode = auth::AuthMode::Disabled;
+    config.store.sqlite.path = path;
+    let app = Application::build(config).await.unwrap();
+    let base = format!("http://{}", app.api_addr());
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let queries = CorrelationQueries {
+        base: &base,
+        prefix: "rr-query",
+        correlations: QUERY_CORRELATIONS,
+        queries: QUERIES,
+    };
+    queries
+        .quiet_and_during_ingest(
+            "datastorage correlation query (SQLite, 1M rows)",
+            runs_of_events(QUERIES * 50, "rr-during", 10),
+            batch,
+            clients,
+        )
+        .await;
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -182,4 +265,5 @@ fn main() {
         "static auth costs {:+.1}% of HTTP ingest throughput",
         (rate(total, http_auth) / rate(total, http) - 1.0) * 100.0
     );
+    runtime.block_on(bench_queries(batch, clients));
 }

@@ -2,20 +2,28 @@
 //! `correlation_id` query on a table of 1,000,000 events.
 //!
 //! Run with `cargo bench -p datastorage --bench postgres_ingest` (optional
-//! arguments: events per measurement, batch size, concurrent HTTP clients). It
+//! arguments: events per measurement, batch size, concurrent HTTP clients,
+//! correlations of the shared-chains shape; `BENCH_PG_PROFILE=1` adds a table
+//! of PostgreSQL's time per statement from `pg_stat_statements`). It
 //! starts a throwaway PostgreSQL cluster from the machine's server binaries (see
 //! `datastorage::testing::pg`) tuned for a disposable benchmark — the settings,
 //! including `fsync=off` and `synchronous_commit=off`, are printed — and measures:
 //!
 //! 1. `http`: batches POSTed to a real DataStorage on loopback (parse, validate,
-//!    lock the correlations, hash, `UNNEST` insert, advance the chain heads);
+//!    claim the ids, lock the correlations, hash, `UNNEST` insert, advance the
+//!    chain heads), in two shapes: runs of 10 events per correlation, as a
+//!    Gateway writes them (its replicas write disjoint remediation requests,
+//!    each a few events within moments), and every batch on the same 1,000
+//!    correlations (each batch waits for the previous one's chain locks: the
+//!    worst case for chained storage, kept to show what sharing costs);
 //! 2. `copy`: the same rows (fresh ids, precomputed hashes) written by one binary
-//!    `COPY` into the same table: the floor PostgreSQL sets;
+//!    `COPY` into the same table: the floor PostgreSQL sets, once per shape;
 //! 3. `query`: the table is filled to 1,000,000 events (10,000 correlation ids)
 //!    and `GET /api/v1/audit/events?correlation_id=…` (default page of 100) is
 //!    timed; p50 / p99 / max;
 //! 4. `query p99 during ingest`: the same queries while HTTP batch ingest of
-//!    100,000 more events runs beside them (against the quiet p99).
+//!    100,000 more (Gateway-shaped) events runs beside them (against the quiet
+//!    p99).
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +32,9 @@ use chrono::Utc;
 use datastorage::config::{Backend, Config};
 use datastorage::domain::chain::ChainHasher;
 use datastorage::startup::Application;
-use datastorage::testing::bench::{post_batches, report, sample_events};
+use datastorage::testing::bench::{
+    post_batches, report, runs_of_events, sample_events, CorrelationQueries,
+};
 use datastorage::testing::pg::PgCluster;
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -167,44 +177,56 @@ async fn copy(db: &tokio_postgres::Client, rows: &[CopyRow]) -> u64 {
     writer.finish().await.unwrap()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
+/// Consecutive events sharing a correlation in the Gateway-shaped run.
+const PER_CORRELATION: usize = 10;
 
-/// `QUERIES` correlation queries, one after another; their latencies, sorted.
-async fn time_queries(client: &reqwest::Client, base: &str) -> Vec<Duration> {
-    let mut latencies = Vec::with_capacity(QUERIES);
-    for q in 0..QUERIES {
-        // A spread of correlation ids, most with 100 events.
-        let corr = format!("rr-query-{}", (q * 7919) % QUERY_CORRELATIONS);
-        let started = Instant::now();
-        let resp = client
-            .get(format!("{base}/api/v1/audit/events?correlation_id={corr}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body = resp.bytes().await.unwrap();
-        latencies.push(started.elapsed());
-        assert!(body.len() > 100);
-    }
-    latencies.sort();
-    latencies
-}
-
-fn print_latencies(when: &str, latencies: &[Duration]) {
-    println!(
-        "  GET ?correlation_id= (HTTP, {QUERIES} queries, page of 100, {when}): \
-         p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        ms(percentile(latencies, 0.50)),
-        ms(percentile(latencies, 0.99)),
-        ms(*latencies.last().unwrap()),
+/// `events` POSTed over HTTP, then the same rows (fresh ids, own correlation
+/// ids) by one binary COPY; both rates in events/s.
+async fn ingest_against_copy(
+    db: &tokio_postgres::Client,
+    url: &str,
+    events: Vec<AuditEvent>,
+    batch: usize,
+    clients: usize,
+) -> (f64, f64) {
+    let total = events.len();
+    let http = post_batches(url, &events, batch, clients, None).await;
+    let rows = chain_rows(
+        events
+            .into_iter()
+            .map(|mut e| {
+                e.event_id = Some(uuid::Uuid::now_v7());
+                e.correlation_id = e.correlation_id.replacen("rr-http", "rr-copy", 1);
+                e
+            })
+            .collect(),
     );
+    let started = Instant::now();
+    let copied = copy(db, &rows).await;
+    let copy_time = started.elapsed();
+    assert_eq!(copied as usize, total);
+    (
+        total as f64 / http.as_secs_f64(),
+        total as f64 / copy_time.as_secs_f64(),
+    )
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// With `BENCH_PG_PROFILE=1`: where PostgreSQL spent its time, per statement.
+async fn print_statement_profile(db: &tokio_postgres::Client) {
+    let rows = db
+        .query(
+            "SELECT calls, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) \
+             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12",
+            &[],
+        )
+        .await
+        .unwrap();
+    println!("\n  PostgreSQL time by statement (pg_stat_statements):");
+    for r in rows {
+        let (calls, total, mean, query): (i64, f64, f64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        println!("    {calls:>7} calls {total:>9.0} ms total {mean:>8.3} ms mean  {query}");
+    }
 }
 
 #[tokio::main]
@@ -220,7 +242,13 @@ async fn main() {
     // this many chains, each needing its head read, locked and advanced.
     let correlations = args.get(3).copied().unwrap_or(1000).max(1);
 
-    let cluster = match PgCluster::start_with(BENCH_SETTINGS) {
+    // BENCH_PG_PROFILE=1 adds pg_stat_statements and prints its table.
+    let profile = std::env::var_os("BENCH_PG_PROFILE").is_some();
+    let mut settings = BENCH_SETTINGS.to_vec();
+    if profile {
+        settings.push(("shared_preload_libraries", "pg_stat_statements"));
+    }
+    let cluster = match PgCluster::start_with(&settings) {
         Ok(c) => c,
         Err(reason) => {
             eprintln!("postgres_ingest: cannot start PostgreSQL: {reason}");
@@ -251,54 +279,48 @@ async fn main() {
     let stop = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(stop.clone()));
     let db = cluster.superuser().await.unwrap();
+    if profile {
+        db.batch_execute("CREATE EXTENSION pg_stat_statements")
+            .await
+            .unwrap();
+    }
 
-    // (a) HTTP batch ingest. Bodies are serialised before the clock starts.
-    let events = sample_events(total, "rr-http", correlations);
-    let client = reqwest::Client::new();
     let url = format!("{base}/api/v1/audit/events/batch");
-    let http = post_batches(&url, &events, batch, clients, None).await;
-
-    // (b) The same rows (fresh ids, own correlations) by raw binary COPY.
-    let rows = chain_rows(
-        events
-            .into_iter()
-            .map(|mut e| {
-                e.event_id = Some(uuid::Uuid::now_v7());
-                e.correlation_id = e.correlation_id.replacen("rr-http", "rr-copy", 1);
-                e
-            })
-            .collect(),
-    );
-    let started = Instant::now();
-    let copied = copy(&db, &rows).await;
-    let copy_time = started.elapsed();
-    assert_eq!(copied as usize, total);
-    drop(rows);
-
-    let http_rate = total as f64 / http.as_secs_f64();
-    let copy_rate = total as f64 / copy_time.as_secs_f64();
+    // (a) + (b), in two shapes. The Gateway's: runs of a few events per
+    // correlation, so concurrent batches write disjoint chains. And the
+    // adversarial one this bench measured first: every batch writes the same
+    // `correlations` chains, so batches queue for each other's chain locks.
+    let shapes = [
+        (
+            format!("{PER_CORRELATION} events per correlation"),
+            runs_of_events(total, "rr-http-runs", PER_CORRELATION),
+        ),
+        (
+            format!("every batch on the same {correlations} correlations"),
+            sample_events(total, "rr-http-shared", correlations),
+        ),
+    ];
     println!(
-        "\ningest of {total} events (batch {batch}, {clients} HTTP clients, \
-         {correlations} correlation ids):"
+        "\ningest of {total} events (batch {batch}, {clients} HTTP clients), \
+         HTTP against binary COPY of the same rows:"
     );
-    println!(
-        "  http  {:>10.0} events/s  ({:.2} s)",
-        http_rate,
-        http.as_secs_f64()
-    );
-    println!(
-        "  copy  {:>10.0} events/s  ({:.2} s)",
-        copy_rate,
-        copy_time.as_secs_f64()
-    );
-    println!("  http / copy = {:.2}", http_rate / copy_rate);
-    report(
-        "datastorage ingest (PostgreSQL)",
-        "http",
-        http_rate,
-        "events/s",
-        Some(("binary COPY", copy_rate)),
-    );
+    for (shape, events) in shapes {
+        let (http, copy) = ingest_against_copy(&db, &url, events, batch, clients).await;
+        println!("  {shape}:");
+        println!("    http  {:>10.0} events/s", http);
+        println!("    copy  {:>10.0} events/s", copy);
+        println!("    http / copy = {:.2}", http / copy);
+        report(
+            "datastorage ingest (PostgreSQL)",
+            &format!("http ({shape})"),
+            http,
+            "events/s",
+            Some(("binary COPY", copy)),
+        );
+    }
+    if profile {
+        print_statement_profile(&db).await;
+    }
 
     // (c) Fill to 1,000,000 events over 10,000 correlation ids, then query.
     let present: i64 = db
@@ -323,39 +345,22 @@ async fn main() {
         "\nquery table: {rows_now} events (filled in {:.1} s)",
         fill_started.elapsed().as_secs_f64()
     );
-    let latencies = time_queries(&client, &base).await;
-    print_latencies("quiet", &latencies);
-    for (measure, q) in [("query p50", 0.50), ("query p99", 0.99)] {
-        report(
-            "datastorage correlation query (1M rows)",
-            measure,
-            ms(percentile(&latencies, q)),
-            "ms",
-            None,
-        );
-    }
-
     // (d) The same queries while HTTP batch ingest runs beside them.
-    let during_events = sample_events(QUERIES * 50, "rr-during", correlations);
-    let ingest = {
-        let url = url.clone();
-        tokio::spawn(async move { post_batches(&url, &during_events, batch, clients, None).await })
+    let during = runs_of_events(QUERIES * 50, "rr-during", PER_CORRELATION);
+    let queries = CorrelationQueries {
+        base: &base,
+        prefix: "rr-query",
+        correlations: QUERY_CORRELATIONS,
+        queries: QUERIES,
     };
-    let during = time_queries(&client, &base).await;
-    let ingest_time = ingest.await.unwrap();
-    print_latencies("during ingest", &during);
-    println!(
-        "  (ingest beside them: {} events in {:.2} s)",
-        QUERIES * 50,
-        ingest_time.as_secs_f64()
-    );
-    report(
-        "datastorage correlation query (1M rows)",
-        "query p99 during ingest",
-        ms(percentile(&during, 0.99)),
-        "ms",
-        Some(("quiet p99", ms(percentile(&latencies, 0.99)))),
-    );
+    queries
+        .quiet_and_during_ingest(
+            "datastorage correlation query (PostgreSQL, 1M rows)",
+            during,
+            batch,
+            clients,
+        )
+        .await;
 
     stop.cancel();
     server.await.unwrap().unwrap();

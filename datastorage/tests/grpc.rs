@@ -74,3 +74,69 @@ async fn an_invalid_grpc_batch_is_invalid_argument_with_the_problem_document() {
     );
     assert!(app.all_events("corr-grpc-bad").await.is_empty());
 }
+
+/// A valid event whose `event_data` is ~200 KiB of tiny objects: within the
+/// 256 KiB limit, but tens of MB once parsed.
+fn costly_event(corr: &str) -> serde_json::Value {
+    let mut e = event(corr, 0);
+    let tiny = vec![serde_json::json!({"a": 0}); 200 * 1024 / 8];
+    e["event_data"] = serde_json::json!({ "x": tiny });
+    e
+}
+
+#[tokio::test]
+async fn a_grpc_batch_over_the_ingest_memory_budget_is_refused_as_over_http() {
+    // 8 MiB of budget: one request may reserve 4 MiB.
+    let app = spawn_app_with(|c| c.limits.ingest_memory_bytes = 8 << 20).await;
+    let costly = costly_event("corr-grpc-costly");
+
+    // HTTP refuses it before parsing it...
+    let resp = app.post_batch(std::slice::from_ref(&costly)).await;
+    assert_problem(resp, 413, "payload-too-large").await;
+
+    // ...and so does gRPC, with the same problem document.
+    let mut grpc = client(&app).await;
+    let e: audit_sdk::AuditEvent = serde_json::from_value(costly).unwrap();
+    let status = grpc
+        .store_batch(v1::StoreBatchRequest {
+            events: vec![v1::AuditEvent::from(&e)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let problem = proto::problem_from_status(&status).expect("problem in details");
+    assert_eq!(problem.status, 413, "{problem:?}");
+    assert!(
+        problem.problem_type.ends_with("payload-too-large"),
+        "{problem:?}"
+    );
+    assert!(app.all_events("corr-grpc-costly").await.is_empty());
+
+    // A batch within the budget is stored over both transports.
+    let small: Vec<_> = (0..3).map(|n| proto_event("corr-grpc-costly", n)).collect();
+    let stored = grpc
+        .store_batch(v1::StoreBatchRequest { events: small })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.created, 3);
+}
+
+#[tokio::test]
+async fn a_grpc_batch_over_max_batch_size_is_refused_by_count() {
+    let app = spawn_app_with(|c| c.limits.max_batch_size = 5).await;
+    let mut grpc = client(&app).await;
+    let batch: Vec<_> = (0..6).map(|n| proto_event("corr-grpc-many", n)).collect();
+    let status = grpc
+        .store_batch(v1::StoreBatchRequest { events: batch })
+        .await
+        .unwrap_err();
+    let problem = proto::problem_from_status(&status).expect("problem in details");
+    let http = app.post_batch(&events("corr-grpc-many", 6)).await;
+    assert_problem(http, problem.status, "batch-too-large").await;
+    assert!(
+        problem.problem_type.ends_with("batch-too-large"),
+        "{problem:?}"
+    );
+    assert!(app.all_events("corr-grpc-many").await.is_empty());
+}

@@ -9,9 +9,8 @@ use audit_sdk::AuditEvent;
 use datastorage::checkpointer;
 use datastorage::domain::chain::ChainHasher;
 use datastorage::domain::checkpoint::CheckpointKeys;
-use datastorage::store::postgres::{self, PostgresStore};
 use datastorage::store::EventStore;
-use datastorage::testing::pg::{find_bindir, PgCluster};
+use datastorage::testing::pg::{connect, find_bindir, PgCluster};
 
 /// The `10-roles.sh` script of the shipped ConfigMap, as the image runs it.
 fn init_script() -> String {
@@ -75,16 +74,8 @@ async fn the_manifest_roles_serve_but_cannot_rewrite_events_or_checkpoints() {
         .get(0);
     assert_eq!(supers, 2, "both roles exist, neither is a superuser");
 
-    let mut owner = cluster.config("audit");
-    owner.user = "audit_owner".into();
-    owner.serving_role = Some("audit_app".into());
-    postgres::migrate(&owner).await.unwrap();
-
-    let mut serving = cluster.config("audit");
-    serving.user = "audit_app".into();
-    serving.migrate_on_start = false;
-    serving.manage_partitions = false;
-    let store = PostgresStore::open(&serving, ChainHasher::sha256())
+    let (store, serving) = cluster
+        .open_as_serving_role("audit", "audit_owner", "audit_app")
         .await
         .unwrap();
     let events: Vec<AuditEvent> = (0..5)
@@ -104,13 +95,7 @@ async fn the_manifest_roles_serve_but_cannot_rewrite_events_or_checkpoints() {
         "the serving role appends checkpoints"
     );
 
-    let (app, connection) = serving
-        .pg_config()
-        .unwrap()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let app = connect(&serving).await.unwrap();
     let mut refused = Vec::new();
     for sql in [
         "TRUNCATE audit_events",

@@ -3,9 +3,8 @@
 
 use audit_sdk::AuditEvent;
 use datastorage::domain::chain::ChainHasher;
-use datastorage::store::postgres::{self, PostgresConfig, PostgresStore};
 use datastorage::store::EventStore;
-use datastorage::testing::pg::PgCluster;
+use datastorage::testing::pg::{connect, PgCluster};
 
 fn event(n: usize) -> AuditEvent {
     AuditEvent::builder("test.event", "corr-roles")
@@ -14,17 +13,6 @@ fn event(n: usize) -> AuditEvent {
         .actor("service", "tester")
         .resource("thing", format!("r{n}"))
         .build()
-}
-
-async fn connect(config: &PostgresConfig) -> tokio_postgres::Client {
-    let (client, connection) = config
-        .pg_config()
-        .unwrap()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
 }
 
 #[tokio::test]
@@ -44,16 +32,8 @@ async fn the_serving_role_stores_and_holds_but_cannot_rewrite_or_hide_history() 
         admin.batch_execute(sql).await.unwrap();
     }
 
-    let mut owner = cluster.config("audit");
-    owner.user = "audit_owner".into();
-    owner.serving_role = Some("audit_app".into());
-    postgres::migrate(&owner).await.unwrap();
-
-    let mut serving = cluster.config("audit");
-    serving.user = "audit_app".into();
-    serving.migrate_on_start = false;
-    serving.manage_partitions = false;
-    let store = PostgresStore::open(&serving, ChainHasher::sha256())
+    let (store, serving) = cluster
+        .open_as_serving_role("audit", "audit_owner", "audit_app")
         .await
         .unwrap();
     let outcome = store
@@ -74,7 +54,7 @@ async fn the_serving_role_stores_and_holds_but_cannot_rewrite_or_hide_history() 
     let report = ChainHasher::sha256().verify_with_head("corr-roles", &chain, head.as_ref());
     assert!(report.is_valid, "{report:?}");
 
-    let app = connect(&serving).await;
+    let app = connect(&serving).await.unwrap();
     let mut refused = 0;
     for sql in [
         "TRUNCATE audit_events",

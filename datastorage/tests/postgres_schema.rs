@@ -251,3 +251,47 @@ async fn the_migrate_command_applies_every_migration_and_fails_when_postgres_sta
     let log = String::from_utf8_lossy(&down.stdout);
     assert!(log.contains("PostgreSQL is not reachable yet"), "{log}");
 }
+
+#[tokio::test]
+async fn chain_heads_only_move_forward_even_for_the_owner() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let store = PostgresStore::open(&cluster.default_config(), ChainHasher::sha256())
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..3)
+        .map(|n| {
+            audit_sdk::AuditEvent::builder("test.event", "corr-heads")
+                .category("test")
+                .action("act")
+                .actor("service", "tester")
+                .resource("thing", format!("r{n}"))
+                .build()
+        })
+        .collect();
+    store.insert_batch(events).await.unwrap();
+    // The superuser owns everything, so only the trigger can refuse these.
+    let db = cluster.superuser().await.unwrap();
+    let mut refused = 0;
+    for sql in [
+        "UPDATE audit_chain_heads SET chain_seq = 2 WHERE correlation_id = 'corr-heads'",
+        "UPDATE audit_chain_heads SET chain_seq = 3, event_hash = 'x' \
+         WHERE correlation_id = 'corr-heads'",
+        "UPDATE audit_chain_heads SET correlation_id = 'other' WHERE correlation_id = 'corr-heads'",
+        "DELETE FROM audit_chain_heads WHERE correlation_id = 'corr-heads'",
+        "TRUNCATE audit_chain_heads",
+    ] {
+        let err = db.batch_execute(sql).await.expect_err(sql);
+        let code = err.code().map(|c| c.code().to_owned()).unwrap_or_default();
+        assert_eq!(code, "42501", "{sql}: {err:?}");
+        refused += 1;
+    }
+    // Forward is what batches do; it stays allowed.
+    db.batch_execute(
+        "UPDATE audit_chain_heads SET chain_seq = 4 WHERE correlation_id = 'corr-heads'",
+    )
+    .await
+    .unwrap();
+    println!("chain heads: {refused} rewriting statements refused, a forward move allowed");
+}

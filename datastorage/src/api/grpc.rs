@@ -5,15 +5,24 @@
 //! turned into the JSON the REST route would have received and goes through the
 //! same validation, idempotent insert and hash chain. Problems travel as the
 //! same RFC 7807 documents, JSON-encoded in the status details.
+//!
+//! The same per-request caps apply: a batch over `max_batch_size` is refused
+//! by count before any event is converted, and the memory its `event_data`
+//! texts will take once parsed is measured and reserved from the ingest
+//! [`MemoryBudget`] first (413 when it can never fit, 503 when the budget is
+//! busy), as the REST body extractor does.
 
 use audit_sdk::proto::{self, v1};
 use axum::Router;
 use chrono::Utc;
+use prost::Message;
 use tonic::{Code, Request, Response, Status};
 
+use super::json_cost::{self, JsonCost};
+use super::memory_budget::MemoryBudget;
 use super::problem::ApiError;
 use super::AppState;
-use crate::domain::ingest::{attribute_actor, prepare_batch};
+use crate::domain::ingest::{attribute_actor, prepare_batch, IngestError};
 
 /// The gRPC ingest service.
 #[derive(Debug, Clone)]
@@ -28,14 +37,23 @@ impl v1::audit_ingest_server::AuditIngest for IngestService {
         request: Request<v1::StoreBatchRequest>,
     ) -> Result<Response<v1::StoreBatchResponse>, Status> {
         let caller = request.extensions().get::<auth::Identity>().cloned();
-        let values = request
-            .into_inner()
-            .events
-            .into_iter()
-            .map(proto::to_json)
-            .collect();
-        let mut events = prepare_batch(values, self.state.limits.max_batch_size, Utc::now())
-            .map_err(|e| status(ApiError::from(e)))?;
+        let max = self.state.limits.max_batch_size;
+        let message_len = request.get_ref().encoded_len();
+        let events = request.into_inner().events;
+        if events.len() > max {
+            let got = events.len();
+            return Err(status(IngestError::TooLarge { max, got }.into()));
+        }
+        // Held until the batch is stored, as a REST body's reservation is.
+        let _reservation = self
+            .state
+            .memory
+            .reserve(MemoryBudget::charge(&cost(&events), message_len))
+            .await
+            .map_err(status)?;
+        let values = events.into_iter().map(proto::to_json).collect();
+        let mut events =
+            prepare_batch(values, max, Utc::now()).map_err(|e| status(ApiError::from(e)))?;
         attribute_actor(&mut events, caller.as_ref());
         let answer = super::ingest::store(&self.state, events)
             .await
@@ -45,6 +63,25 @@ impl v1::audit_ingest_server::AuditIngest for IngestService {
             created: answer.created as u64,
             duplicates: answer.duplicates as u64,
         }))
+    }
+}
+
+/// What `events` will take once converted to JSON values: their `event_data`
+/// texts measured without parsing them (one that is not JSON becomes a string
+/// of its text, and validation refuses it).
+fn cost(events: &[v1::AuditEvent]) -> JsonCost {
+    let bytes = events
+        .iter()
+        .map(
+            |e| match json_cost::measure(e.event_data_json.as_bytes(), usize::MAX) {
+                Ok(cost) => cost.bytes,
+                Err(_) => e.event_data_json.len() as u64,
+            },
+        )
+        .sum();
+    JsonCost {
+        bytes,
+        items: Some(events.len()),
     }
 }
 

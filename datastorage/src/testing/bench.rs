@@ -59,30 +59,42 @@ pub fn parse(output: &str) -> Vec<BenchResult> {
 }
 
 /// `total` events shaped like the Gateway's `signal.received`, spread round-robin
-/// over `correlations` correlation ids `<prefix>-<n>`.
+/// over `correlations` correlation ids `<prefix>-<n>`: every batch of them
+/// touches every one of those chains.
 pub fn sample_events(total: usize, prefix: &str, correlations: usize) -> Vec<AuditEvent> {
     let correlations = correlations.max(1);
     (0..total)
-        .map(|n| {
-            AuditEvent::builder(
-                "gateway.signal.received",
-                format!("{prefix}-{}", n % correlations),
-            )
-            .category("gateway")
-            .action("received")
-            .actor("service", "gateway")
-            .resource("Deployment", format!("payments/api-{}", n % 97))
-            .namespace("payments")
-            .severity("critical")
-            .data("signal_name", "HighMemoryUsage")
-            .data("fingerprint", format!("{n:064x}"))
-            .data(
-                "labels",
-                serde_json::json!({"team": "payments", "env": "prod"}),
-            )
-            .build()
-        })
+        .map(|n| sample_event(n, format!("{prefix}-{}", n % correlations)))
         .collect()
+}
+
+/// `total` events as [`sample_events`], in runs of `per_correlation`
+/// consecutive events sharing one correlation id (`<prefix>-<n>`), as a
+/// Gateway's are: each remediation request gets its received / created /
+/// deduplicated events within moments, and its replicas write disjoint
+/// requests, so concurrent batches rarely share a chain.
+pub fn runs_of_events(total: usize, prefix: &str, per_correlation: usize) -> Vec<AuditEvent> {
+    let per_correlation = per_correlation.max(1);
+    (0..total)
+        .map(|n| sample_event(n, format!("{prefix}-{}", n / per_correlation)))
+        .collect()
+}
+
+fn sample_event(n: usize, correlation_id: String) -> AuditEvent {
+    AuditEvent::builder("gateway.signal.received", correlation_id)
+        .category("gateway")
+        .action("received")
+        .actor("service", "gateway")
+        .resource("Deployment", format!("payments/api-{}", n % 97))
+        .namespace("payments")
+        .severity("critical")
+        .data("signal_name", "HighMemoryUsage")
+        .data("fingerprint", format!("{n:064x}"))
+        .data(
+            "labels",
+            serde_json::json!({"team": "payments", "env": "prod"}),
+        )
+        .build()
 }
 
 /// Posts `events` to a batch endpoint in batches of `batch` from `clients`
@@ -131,6 +143,105 @@ pub async fn post_batches(
         w.await.expect("a bench client panicked");
     }
     started.elapsed()
+}
+
+/// The `p`-th percentile (0..=1) of latencies sorted ascending.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `GET /api/v1/audit/events?correlation_id=…` (default page of 100, with its
+/// `pagination.total`) against a store filled beforehand with correlation ids
+/// `<prefix>-<n>`, `n < correlations`.
+#[derive(Debug, Clone, Copy)]
+pub struct CorrelationQueries<'a> {
+    /// `http://host:port` of the DataStorage under test.
+    pub base: &'a str,
+    /// Prefix of the filled correlation ids.
+    pub prefix: &'a str,
+    /// How many correlation ids were filled.
+    pub correlations: usize,
+    /// Queries per measurement, one after another.
+    pub queries: usize,
+}
+
+impl CorrelationQueries<'_> {
+    /// Every query's latency, sorted; each must answer 200 with events.
+    pub async fn latencies(&self) -> Vec<Duration> {
+        let client = reqwest::Client::new();
+        let mut latencies = Vec::with_capacity(self.queries);
+        for q in 0..self.queries {
+            // A spread of correlation ids (7919 is prime).
+            let corr = format!("{}-{}", self.prefix, (q * 7919) % self.correlations);
+            let started = Instant::now();
+            let resp = client
+                .get(format!(
+                    "{}/api/v1/audit/events?correlation_id={corr}",
+                    self.base
+                ))
+                .send()
+                .await
+                .expect("the server answers");
+            assert_eq!(resp.status(), 200);
+            let body = resp.bytes().await.expect("a body");
+            latencies.push(started.elapsed());
+            assert!(body.len() > 100, "{corr} has no events");
+        }
+        latencies.sort();
+        latencies
+    }
+
+    fn print(&self, when: &str, latencies: &[Duration]) {
+        println!(
+            "  GET ?correlation_id= (HTTP, {} queries, page of 100 + total, {when}): \
+             p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            self.queries,
+            ms(percentile(latencies, 0.50)),
+            ms(percentile(latencies, 0.99)),
+            ms(*latencies.last().expect("at least one query")),
+        );
+    }
+
+    /// Measures the queries alone, then while `ingest` is POSTed to the same
+    /// server (batches of `batch` from `clients` connections), and reports
+    /// p50 and p99 alone and p99 during ingest against the quiet p99 under
+    /// `bench`.
+    pub async fn quiet_and_during_ingest(
+        &self,
+        bench: &str,
+        ingest: Vec<AuditEvent>,
+        batch: usize,
+        clients: usize,
+    ) {
+        let quiet = self.latencies().await;
+        self.print("quiet", &quiet);
+        for (measure, q) in [("query p50", 0.50), ("query p99", 0.99)] {
+            report(bench, measure, ms(percentile(&quiet, q)), "ms", None);
+        }
+        let url = format!("{}/api/v1/audit/events/batch", self.base);
+        let count = ingest.len();
+        let writer =
+            tokio::spawn(async move { post_batches(&url, &ingest, batch, clients, None).await });
+        let during = self.latencies().await;
+        let took = writer.await.expect("the ingest beside the queries");
+        self.print("during ingest", &during);
+        println!(
+            "  (ingest beside them: {count} events in {:.2} s)",
+            took.as_secs_f64()
+        );
+        report(
+            bench,
+            "query p99 during ingest",
+            ms(percentile(&during, 0.99)),
+            "ms",
+            Some(("quiet p99", ms(percentile(&quiet, 0.99)))),
+        );
+    }
 }
 
 #[cfg(test)]

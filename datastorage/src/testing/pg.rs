@@ -15,7 +15,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::store::postgres::PostgresConfig;
+use crate::domain::chain::ChainHasher;
+use crate::store::postgres::{self, PostgresConfig, PostgresStore};
+use crate::store::StoreError;
 
 /// Settings for a fast, disposable cluster: durability is irrelevant here.
 pub const TEST_SETTINGS: &[(&str, &str)] = &[
@@ -257,15 +259,44 @@ impl PgCluster {
 
     /// A superuser connection to `postgres` (its driver task is spawned).
     pub async fn superuser(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, connection) = self
-            .default_config()
-            .pg_config()
-            .expect("no password file to read")
-            .connect(tokio_postgres::NoTls)
-            .await?;
-        tokio::spawn(connection);
-        Ok(client)
+        connect(&self.default_config()).await
     }
+
+    /// The role split as the shipped manifests run it, in database `dbname`
+    /// whose roles `owner` and `serving` exist: migrations as `owner`
+    /// (granting `serving` what it may do), then a store opened as `serving`
+    /// (no migrations, no partition management). Returns the store and the
+    /// serving role's configuration, to connect with it directly.
+    pub async fn open_as_serving_role(
+        &self,
+        dbname: &str,
+        owner: &str,
+        serving: &str,
+    ) -> Result<(PostgresStore, PostgresConfig), StoreError> {
+        let mut owner_config = self.config(dbname);
+        owner_config.user = owner.into();
+        owner_config.serving_role = Some(serving.into());
+        postgres::migrate(&owner_config).await?;
+        let mut serving_config = self.config(dbname);
+        serving_config.user = serving.into();
+        serving_config.migrate_on_start = false;
+        serving_config.manage_partitions = false;
+        let store = PostgresStore::open(&serving_config, ChainHasher::sha256()).await?;
+        Ok((store, serving_config))
+    }
+}
+
+/// A plain client connected as `config` says (its connection driven by a task).
+pub async fn connect(
+    config: &PostgresConfig,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = config
+        .pg_config()
+        .expect("no password file to read")
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 impl Drop for PgCluster {

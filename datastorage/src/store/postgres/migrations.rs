@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0004_chain_heads_guard.sql"),
     include_str!("0005_hash_key_id.sql"),
     include_str!("0006_checkpoints.sql"),
+    include_str!("0007_chain_heads_hot.sql"),
 ];
 
 /// Advisory lock key serialising migration runs (arbitrary, fixed).
