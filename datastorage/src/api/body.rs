@@ -12,9 +12,9 @@
 use audit_sdk::problem::ProblemType;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use service_kit::json_body::{self, BodyError, MissingContentType};
 
 use super::json_cost::{self, JsonCost};
 use super::memory_budget::{MemoryBudget, Reservation};
@@ -34,17 +34,6 @@ pub struct BatchBody(pub Vec<Value>, pub Reservation);
 /// A single-event body, as [`BatchBody`].
 #[derive(Debug)]
 pub struct EventBody(pub Value, pub Reservation);
-
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
 
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
@@ -105,46 +94,20 @@ fn malformed(e: serde_json::Error) -> ApiError {
 }
 
 /// The body's bytes, once its media type is JSON and it fits `max_body_bytes`.
+/// A missing `Content-Type` is refused: every client of the audit API (the
+/// SDK, the reference's generated client) declares it.
 async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !is_json(content_type) {
-        let got = if content_type.is_empty() {
-            "no Content-Type".to_owned()
-        } else {
-            format!("Content-Type {content_type:?}")
-        };
-        return Err(ApiError::new(
-            ProblemType::UnsupportedMediaType,
-            format!("expected Content-Type application/json, got {got}"),
-        ));
-    }
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
+    json_body::json_bytes(req, state, MissingContentType::Refuse)
+        .await
+        .map_err(|e| match e {
+            BodyError::UnsupportedMediaType(got) => ApiError::new(
+                ProblemType::UnsupportedMediaType,
+                format!("expected Content-Type application/json, got {got}"),
+            ),
+            BodyError::TooLarge => ApiError::new(
                 ProblemType::PayloadTooLarge,
                 "request body exceeds the server's max_body_bytes",
-            )
-        } else {
-            ApiError::new(ProblemType::MalformedJson, rejection.body_text())
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_json;
-
-    #[test]
-    fn json_media_types_are_recognised() {
-        assert!(is_json("application/json"));
-        assert!(is_json("application/json; charset=utf-8"));
-        assert!(is_json("Application/JSON"));
-        assert!(is_json("application/problem+json"));
-        assert!(!is_json("text/plain"));
-        assert!(!is_json(""));
-    }
+            ),
+            BodyError::Unreadable(why) => ApiError::new(ProblemType::MalformedJson, why),
+        })
 }

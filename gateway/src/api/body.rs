@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use audit_sdk::problem::ProblemType;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use service_kit::json_body::{json_bytes, BodyError, MissingContentType};
 
 use super::problem::ApiError;
 
@@ -24,43 +24,23 @@ pub const TIMESTAMP_HEADER: &str = "x-timestamp";
 #[derive(Debug)]
 pub struct JsonBody(pub Value);
 
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // An empty header counts as none, as in the reference Gateway.
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or("(not text)").trim().to_owned())
-            .filter(|v| !v.is_empty());
-        if let Some(content_type) = content_type.filter(|ct| !is_json(ct)) {
-            return Err(ApiError::new(
-                ProblemType::UnsupportedMediaType,
-                format!("expected Content-Type application/json (or none), got {content_type:?}"),
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
+        let bytes = json_bytes(req, state, MissingContentType::AsJson)
+            .await
+            .map_err(|e| match e {
+                BodyError::UnsupportedMediaType(got) => ApiError::new(
+                    ProblemType::UnsupportedMediaType,
+                    format!("expected Content-Type application/json (or none), got {got}"),
+                ),
+                BodyError::TooLarge => ApiError::new(
                     ProblemType::PayloadTooLarge,
                     "request body exceeds the Gateway's limits.max_body_bytes",
-                )
-            } else {
-                ApiError::new(ProblemType::MalformedJson, rejection.body_text())
-            }
-        })?;
+                ),
+                BodyError::Unreadable(why) => ApiError::new(ProblemType::MalformedJson, why),
+            })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             ApiError::new(
                 ProblemType::MalformedJson,
@@ -168,12 +148,5 @@ mod tests {
             let e = check_freshness(&headers(&v), now, AGE, SKEW).unwrap_err();
             assert!(e.problem().is(ProblemType::StaleSignal), "{v}");
         }
-    }
-
-    #[test]
-    fn json_media_types_are_recognised() {
-        assert!(is_json("application/json; charset=utf-8"));
-        assert!(!is_json("text/plain"));
-        assert!(!is_json(""));
     }
 }
