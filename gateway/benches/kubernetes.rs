@@ -27,12 +27,16 @@ use gateway::config::KubernetesConfig;
 use gateway::domain::fingerprint::Fingerprint;
 use gateway::domain::intake::Outcome;
 use gateway::domain::signal::ResourceRef;
+use gateway::remediation::crd::RemediationRequest;
 use gateway::remediation::memory::MemoryBackend;
 use gateway::remediation::{
     ActiveRequest, BackendError, Created, HeldLock, NewRequest, RemediationBackend,
 };
+use kube::api::{Patch, PatchParams};
+use kube::Api;
 use kube_fake::FakeApiServer;
 use kube_replica::{intake, synced_backend, workload_signal};
+use serde_json::json;
 
 const WORKLOADS: usize = 250;
 
@@ -106,6 +110,8 @@ impl RemediationBackend for Timed {
 
 struct Run {
     latencies: Vec<Duration>,
+    /// The new signals' latencies (the rest are duplicates).
+    new: Vec<Duration>,
     created: usize,
     errors: usize,
     elapsed: Duration,
@@ -133,6 +139,7 @@ async fn drive(backend: Arc<dyn RemediationBackend>, rate: u64, seconds: u64) ->
     }
     let mut run = Run {
         latencies: Vec::with_capacity(total),
+        new: Vec::new(),
         created: 0,
         errors: 0,
         elapsed: Duration::ZERO,
@@ -142,7 +149,10 @@ async fn drive(backend: Arc<dyn RemediationBackend>, rate: u64, seconds: u64) ->
         let (latency, outcome) = t.await.expect("signal task");
         run.latencies.push(latency);
         match outcome {
-            Ok(Outcome::Created { .. }) => run.created += 1,
+            Ok(Outcome::Created { .. }) => {
+                run.created += 1;
+                run.new.push(latency);
+            }
             // Only firing alerts are sent: nothing resolves or is ignored.
             Ok(Outcome::Duplicate { .. } | Outcome::Resolved { .. } | Outcome::Ignored { .. }) => {}
             Err(_) => run.errors += 1,
@@ -150,6 +160,7 @@ async fn drive(backend: Arc<dyn RemediationBackend>, rate: u64, seconds: u64) ->
     }
     run.elapsed = start.elapsed();
     run.latencies.sort();
+    run.new.sort();
     run
 }
 
@@ -174,6 +185,68 @@ fn print_steps(name: &str, steps: &Steps) {
     }
 }
 
+/// The machine's load average (1, 5, 15 min): the bench shares its cores.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// p50 and p99 (ms) of `n` sequential runs of `f`.
+async fn sequential<F, Fut>(n: usize, mut f: F) -> (f64, f64)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = Instant::now();
+        f(i).await;
+        took.push(start.elapsed());
+    }
+    took.sort();
+    (percentile(&took, 0.5), percentile(&took, 0.99))
+}
+
+/// What one API call costs by itself, on a fake with `latency` per call: one
+/// client's sequential GETs and status merge patches of one RemediationRequest
+/// (p50, p99 in ms each), the floor under the backend's steps.
+async fn call_cost(latency: Duration) -> ((f64, f64), (f64, f64)) {
+    const CALLS: usize = 300;
+    let fake = FakeApiServer::builder().latency(latency).start().await;
+    let settings = KubernetesConfig::default();
+    let backend = synced_backend(&fake, &settings, "cost").await;
+    let Ok(Outcome::Created { name, .. }) = intake(backend).process(workload_signal(0)).await
+    else {
+        panic!("the first signal creates a request");
+    };
+    let api: Api<RemediationRequest> = Api::namespaced(
+        kube_replica::client(&fake, &settings, "cost"),
+        kube_replica::NS,
+    );
+    let get = sequential(CALLS, |_| {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            api.get(&name).await.expect("get");
+        }
+    })
+    .await;
+    let patch = sequential(CALLS, |i| {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let patch =
+                Patch::Merge(json!({"status": {"deduplication": {"occurrenceCount": i + 2}}}));
+            api.patch_status(&name, &PatchParams::default(), &patch)
+                .await
+                .expect("status patch");
+        }
+    })
+    .await;
+    (get, patch)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<u64> = std::env::args()
@@ -182,6 +255,7 @@ async fn main() {
         .collect();
     let rate = args.first().copied().unwrap_or(500);
     let seconds = args.get(1).copied().unwrap_or(5);
+    let load_before = load();
 
     let memory = drive(
         Arc::new(MemoryBackend::new(Duration::from_secs(3600))),
@@ -207,18 +281,44 @@ async fn main() {
     let counts = fake.counts(None);
     let duplicates = signals - kube.created as f64;
 
+    let load_after = load();
+    // The floor: the fake's own cost per call (alone, sequential), and what
+    // a 2 ms timer costs on this runtime (tokio's timer has 1 ms ticks).
+    let (get_0, patch_0) = call_cost(Duration::ZERO).await;
+    let (get_2, patch_2) = call_cost(Duration::from_millis(2)).await;
+    let sleep_2 = sequential(300, |_| tokio::time::sleep(Duration::from_millis(2))).await;
+
+    println!("load average before the runs {load_before}, after {load_after}");
     for (name, run) in [("memory", &memory), ("kubernetes", &kube)] {
         println!(
-            "{name}: {} signals, {} created, {} errors, p50 {:.2} ms, p99 {:.2} ms, {:.0} signals/s",
+            "{name}: {} signals, {} created, {} errors, p50 {:.2} ms, p99 {:.2} ms \
+             (new signals: p50 {:.2} ms, p99 {:.2} ms), {:.0} signals/s",
             run.latencies.len(),
             run.created,
             run.errors,
             percentile(&run.latencies, 0.5),
             percentile(&run.latencies, 0.99),
+            percentile(&run.new, 0.5),
+            percentile(&run.new, 0.99),
             run.latencies.len() as f64 / run.elapsed.as_secs_f64()
         );
         print_steps(name, &run.steps);
     }
+    println!(
+        "one call alone on the fake, p50/p99 ms: GET {:.2}/{:.2}, status patch {:.2}/{:.2} \
+         (no latency); GET {:.2}/{:.2}, status patch {:.2}/{:.2} (2 ms latency); \
+         a 2 ms sleep {:.2}/{:.2}",
+        get_0.0,
+        get_0.1,
+        patch_0.0,
+        patch_0.1,
+        get_2.0,
+        get_2.1,
+        patch_2.0,
+        patch_2.1,
+        sleep_2.0,
+        sleep_2.1
+    );
     println!(
         "kubernetes API calls: {counts:?} for {signals} signals ({} new, {duplicates} duplicates); \
          cold owner lookups before the run: {cold:?} for {WORKLOADS} workloads",
@@ -239,6 +339,20 @@ async fn main() {
         percentile(&kube.latencies, 0.99),
         "ms",
         Some(("memory", base_p99)),
+    );
+    report(
+        "gateway_kubernetes",
+        "p99 of new signals",
+        percentile(&kube.new, 0.99),
+        "ms",
+        Some(("memory", percentile(&memory.new, 0.99))),
+    );
+    report(
+        "gateway_kubernetes",
+        "fake status patch alone p50 (2 ms latency)",
+        patch_2.0,
+        "ms",
+        Some(("no latency", patch_0.0)),
     );
     report(
         "gateway_kubernetes",

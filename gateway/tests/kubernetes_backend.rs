@@ -5,24 +5,30 @@
 //! stack, to `kube-fake`, which keeps `uid`/`resourceVersion` semantics, the
 //! status subresource and 409s as the real server does (and says in its own
 //! documentation what it does not model). The e2e suite covers a real cluster.
+//! The replica setup is the one the replica test and the bench use
+//! (`common/kube_replica.rs`).
+
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audit_sdk::AuditStore;
 use chrono::Utc;
-use gateway::audit::GatewayAudit;
+use common::kube_replica::{self, synced_backend, RRS};
 use gateway::config::KubernetesConfig;
 use gateway::domain::fingerprint::Fingerprint;
 use gateway::domain::intake::{Intake, Outcome};
 use gateway::domain::signal::{parse_alertmanager, ResourceRef, Signal};
-use gateway::remediation::kubernetes::{client_config, generation_name, KubernetesBackend};
+use gateway::remediation::kubernetes::{generation_name, KubernetesBackend};
 use gateway::remediation::{BackendError, RemediationBackend};
 use kube_fake::{FakeApiServer, Fault, FaultAction};
 use serde_json::{json, Value};
 
-const RRS: &str = "/apis/kubernaut.ai/v1alpha1/namespaces/kubernaut-system/remediationrequests";
+/// The holder identity of the replica under test.
+const REPLICA: &str = "gateway-0";
 
+/// A short call deadline, so the tests of lost answers and silent servers
+/// pass it quickly.
 fn settings() -> KubernetesConfig {
     KubernetesConfig {
         call_timeout: Duration::from_millis(300),
@@ -30,16 +36,12 @@ fn settings() -> KubernetesConfig {
     }
 }
 
-fn backend_with(fake: &FakeApiServer, settings: &KubernetesConfig) -> KubernetesBackend {
-    let client = kube::Client::try_from(client_config(fake.config(), settings)).unwrap();
-    KubernetesBackend::new(client, settings, "gateway-0")
+fn backend(fake: &FakeApiServer) -> KubernetesBackend {
+    kube_replica::backend(fake, &settings(), REPLICA)
 }
 
 fn intake(fake: &FakeApiServer) -> Intake {
-    let audit = GatewayAudit::new(
-        AuditStore::new(audit_sdk::AuditConfig::new("http://127.0.0.1:9")).unwrap(),
-    );
-    Intake::new(Arc::new(backend_with(fake, &settings())), audit, None)
+    kube_replica::intake(Arc::new(backend(fake)))
 }
 
 fn signal() -> Signal {
@@ -131,7 +133,7 @@ async fn owners_are_followed_from_a_pod_to_its_deployment_and_a_job_to_its_cronj
         "/apis/batch/v1/namespaces/payments/cronjobs/report",
         owned("batch/v1", "CronJob", "report", None),
     );
-    let backend = backend_with(&fake, &settings());
+    let backend = backend(&fake);
     let resolve = |kind: &'static str, name: &'static str| {
         let backend = &backend;
         async move {
@@ -140,10 +142,19 @@ async fn owners_are_followed_from_a_pod_to_its_deployment_and_a_job_to_its_cronj
                 .await
         }
     };
+    fake.reset_calls();
     assert_eq!(
         resolve("Pod", "api-7d9f8-x2x4q").await,
         ResourceRef::new(Some("payments"), "Deployment", "api")
     );
+    // A cold cache reads each hop once: Pod, ReplicaSet, Deployment (to see
+    // it has no controller of its own); the next signal about it reads nothing.
+    assert_eq!(fake.count("get", None), 3, "cold: {:?}", fake.calls());
+    assert_eq!(
+        resolve("Pod", "api-7d9f8-x2x4q").await,
+        ResourceRef::new(Some("payments"), "Deployment", "api")
+    );
+    assert_eq!(fake.count("get", None), 3, "warm: no further reads");
     assert_eq!(
         resolve("Pod", "report-29-abc").await,
         ResourceRef::new(Some("payments"), "CronJob", "report")
@@ -204,14 +215,7 @@ async fn a_new_signal_costs_two_writes_and_a_duplicate_one_status_patch() {
         rr["status"]["workflowRef"] = json!({"name": "wf-1"});
     });
     // A replica whose watch cache has seen that write (steady state).
-    let replica = Arc::new(backend_with(&fake, &settings()));
-    while !replica.is_synced() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let audit = GatewayAudit::new(
-        AuditStore::new(audit_sdk::AuditConfig::new("http://127.0.0.1:9")).unwrap(),
-    );
-    let intake = Intake::new(replica, audit, None);
+    let intake = kube_replica::intake(synced_backend(&fake, &settings(), REPLICA).await);
     // Owner lookups are cached too: warm them, then count from zero.
     intake.backend().resolve_target(&signal().target).await;
     fake.reset_calls();
@@ -262,7 +266,7 @@ async fn a_concurrent_status_write_is_a_conflict_reread_and_retried() {
             .verb("patch")
             .resource("remediationrequests"),
     );
-    let backend = backend_with(&fake, &settings());
+    let backend = backend(&fake);
     let active = backend
         .find_active(&deployment_fingerprint())
         .await
@@ -297,7 +301,7 @@ async fn a_request_that_ended_after_the_lookup_is_not_counted() {
     let Outcome::Created { name, .. } = intake.process(signal()).await.unwrap() else {
         panic!("created");
     };
-    let backend = backend_with(&fake, &settings());
+    let backend = backend(&fake);
     let active = backend
         .find_active(&deployment_fingerprint())
         .await
@@ -462,7 +466,7 @@ async fn a_429_with_a_long_retry_after_fails_within_the_call_budget() {
         )
         .verb("list"),
     );
-    let backend = backend_with(&fake, &settings());
+    let backend = backend(&fake);
     let started = Instant::now();
     let e = backend.check_ready().await.unwrap_err();
     assert!(matches!(e, BackendError::Unavailable(_)), "{e}");
@@ -484,7 +488,7 @@ async fn a_429_with_a_long_retry_after_fails_within_the_call_budget() {
 async fn a_silent_api_server_fails_the_call_at_its_deadline() {
     let fake = FakeApiServer::start().await;
     fake.set_latency(Duration::from_secs(30));
-    let backend = backend_with(&fake, &settings());
+    let backend = backend(&fake);
     let started = Instant::now();
     let e = backend
         .find_active(&deployment_fingerprint())
@@ -502,7 +506,7 @@ async fn a_silent_api_server_fails_the_call_at_its_deadline() {
 #[tokio::test]
 async fn readiness_needs_the_api_server_and_the_crd() {
     let fake = FakeApiServer::start().await;
-    let backend = backend_with(&fake, &settings());
+    let backend = backend(&fake);
     backend.check_ready().await.unwrap();
     fake.hide("remediationrequests");
     let e = backend.check_ready().await.unwrap_err();

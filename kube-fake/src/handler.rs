@@ -288,11 +288,14 @@ fn get(shared: &Shared, target: &Target) -> Response {
 }
 
 fn selectors(query: &HashMap<String, String>) -> Result<(Selector, Selector), Box<Response>> {
-    let parse = |name: &str| {
-        Selector::parse(query.get(name).map(String::as_str).unwrap_or(""))
+    let parse = |name: &str, parser: fn(&str) -> Result<Selector, String>| {
+        parser(query.get(name).map(String::as_str).unwrap_or(""))
             .map_err(|e| Box::new(answer(400, &status_body(400, "BadRequest", &e))))
     };
-    Ok((parse("labelSelector")?, parse("fieldSelector")?))
+    Ok((
+        parse("labelSelector", Selector::parse)?,
+        parse("fieldSelector", Selector::parse_fields)?,
+    ))
 }
 
 fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Response {

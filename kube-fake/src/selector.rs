@@ -14,6 +14,9 @@ enum Requirement {
     NotIn(String, Vec<String>),
 }
 
+/// The field labels a field selector may name.
+const FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
+
 /// A parsed label selector; the empty selector matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selector(Vec<Requirement>);
@@ -92,8 +95,31 @@ impl Selector {
         })
     }
 
-    /// Field selectors: only `metadata.name` and `metadata.namespace` (what
-    /// kube-rs watchers of one object use) are modelled.
+    /// Parses a field selector. Only `metadata.name` and `metadata.namespace`
+    /// (what kube-rs watchers of one object use) with `=`, `==`, `!=` are
+    /// modelled; anything else is refused, as the API server refuses a field
+    /// label a kind does not support, rather than silently matching nothing.
+    pub fn parse_fields(text: &str) -> Result<Self, String> {
+        let selector = Self::parse(text)?;
+        for r in &selector.0 {
+            match r {
+                Requirement::Equals(k, _) | Requirement::NotEquals(k, _)
+                    if FIELDS.contains(&k.as_str()) => {}
+                Requirement::Equals(k, _) | Requirement::NotEquals(k, _) => {
+                    return Err(format!(
+                        "field label not supported: {k} (kube-fake models {})",
+                        FIELDS.join(", ")
+                    ))
+                }
+                other => return Err(format!(
+                    "invalid field selector requirement {other:?}: only =, == and != are allowed"
+                )),
+            }
+        }
+        Ok(selector)
+    }
+
+    /// Whether `object` satisfies a selector from [`Self::parse_fields`].
     pub fn matches_fields(&self, object: &Value) -> bool {
         let get = |k: &str| match k {
             "metadata.name" => object["metadata"]["name"].as_str(),
@@ -127,5 +153,18 @@ mod tests {
         assert!(!m("tier notin (db,web)"));
         assert!(m("app=api,tier in (web)"));
         assert!(Selector::parse("a in b").is_err());
+    }
+
+    #[test]
+    fn unmodelled_field_labels_are_refused_not_matched_as_nothing() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "ns"}});
+        let f = Selector::parse_fields("metadata.name=p,metadata.namespace!=other").unwrap();
+        assert!(f.matches_fields(&pod));
+        let e = Selector::parse_fields("spec.nodeName=n1").unwrap_err();
+        assert!(
+            e.contains("field label not supported: spec.nodeName"),
+            "{e}"
+        );
+        assert!(Selector::parse_fields("metadata.name in (p)").is_err());
     }
 }

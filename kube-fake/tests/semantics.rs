@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
     PostParams, Preconditions,
@@ -289,4 +290,21 @@ async fn a_watcher_gets_bookmarks_relists_after_410_and_sees_every_change() {
         .calls()
         .iter()
         .any(|c| c.query.contains("allowWatchBookmarks=true")));
+}
+
+/// A field selector the fake does not model is refused with 400 (the API
+/// server's answer to a field label a kind does not support), never answered
+/// with a silently empty list a wait would take for "nothing there".
+#[tokio::test]
+async fn an_unmodelled_field_selector_is_refused_not_matched_as_nothing() {
+    let fake = FakeApiServer::start().await;
+    fake.put(
+        "/api/v1/namespaces/ns/pods/p",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+    );
+    let pods: Api<Pod> = Api::namespaced(fake.client(), NS);
+    let by_node = ListParams::default().fields("spec.nodeName=n1");
+    assert_eq!(code(pods.list(&by_node).await.unwrap_err()), 400);
+    let by_name = ListParams::default().fields("metadata.name=p");
+    assert_eq!(pods.list(&by_name).await.unwrap().items.len(), 1);
 }

@@ -3,6 +3,21 @@
 //! - Owners: a Pod's controller chain is followed through `ownerReferences`
 //!   (Pod → ReplicaSet → Deployment, Job → CronJob), at most
 //!   [`MAX_OWNER_DEPTH`] hops, so every Pod of a workload shares one fingerprint.
+//!   Each hop's answer (its controlling owner, or none) is kept for
+//!   [`OWNER_TTL`] in a bounded cache ([`OWNER_CAPACITY`] objects, `moka`).
+//!   **A cold cache costs one GET per hop on first sight of an object**: 3
+//!   for a Pod of a Deployment (Pod, ReplicaSet, Deployment — the last to see
+//!   it has no controller) or of a CronJob's Job, 1 for a signal naming the
+//!   workload itself, at most [`MAX_OWNER_DEPTH`]; then nothing until the
+//!   entry expires (≤ 3 GETs per workload per minute for a workload that keeps
+//!   alerting). That is accepted because an alert storm is many signals about
+//!   few workloads (the duplicates within the TTL read nothing), because a
+//!   GET by name is the API server's cheapest call, and because the
+//!   alternative — watching every Pod, ReplicaSet and Job of the cluster to
+//!   keep owners warm — would need cluster-wide `list`/`watch` RBAC (against
+//!   least privilege) and memory for every Pod, for signals that name a tiny
+//!   fraction of them. A failed lookup is not cached: the signal falls back to
+//!   the object itself and the next signal asks again.
 //! - Replicas: **no lock object.** The request a new signal creates is named
 //!   after its fingerprint and *generation* (1 + the highest generation of the
 //!   fingerprint's requests, kept in the [`GENERATION_LABEL`]), so two replicas
@@ -80,10 +95,11 @@ pub struct KubernetesBackend {
 
 type OwnerKey = (String, String, String, String);
 
-/// How long an owner lookup is reused.
-const OWNER_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long an owner lookup is reused (bounds how long a deleted and
+/// re-created object of the same name keeps its old owner).
+pub const OWNER_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 /// Most owner lookups kept.
-const OWNER_CAPACITY: u64 = 10_000;
+pub const OWNER_CAPACITY: u64 = 10_000;
 
 impl std::fmt::Debug for KubernetesBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

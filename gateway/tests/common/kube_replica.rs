@@ -28,16 +28,20 @@ pub const RRS: &str = "/apis/kubernaut.ai/v1alpha1/namespaces/kubernaut-system/r
 /// [`kube_fake::Fault`] can target one replica.
 pub const REPLICA_HEADER: &str = "x-replica";
 
-/// A backend named `name` (its holder identity) on `fake`, through the
-/// production client stack as [`client_config`] shapes it.
-pub fn backend(fake: &FakeApiServer, settings: &KubernetesConfig, name: &str) -> KubernetesBackend {
+/// The client replica `name` uses on `fake`: the production client stack as
+/// [`client_config`] shapes it, every call carrying [`REPLICA_HEADER`].
+pub fn client(fake: &FakeApiServer, settings: &KubernetesConfig, name: &str) -> kube::Client {
     let mut config = client_config(fake.config(), settings);
     config.headers.push((
         REPLICA_HEADER.parse().expect("header name"),
         name.parse().expect("replica names are header values"),
     ));
-    let client = kube::Client::try_from(config).expect("client for a loopback URL");
-    KubernetesBackend::new(client, settings, name)
+    kube::Client::try_from(config).expect("client for a loopback URL")
+}
+
+/// A backend named `name` (its holder identity) on `fake`, over [`client`].
+pub fn backend(fake: &FakeApiServer, settings: &KubernetesConfig, name: &str) -> KubernetesBackend {
+    KubernetesBackend::new(client(fake, settings, name), settings, name)
 }
 
 /// [`backend`] once its watch cache has the first full list (steady state).
