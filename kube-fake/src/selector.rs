@@ -111,9 +111,11 @@ impl Selector {
                         FIELDS.join(", ")
                     ))
                 }
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "invalid field selector requirement {other:?}: only =, == and != are allowed"
-                )),
+                ))
+                }
             }
         }
         Ok(selector)
