@@ -3,7 +3,8 @@
 //! `(correlation_id, chain_seq)` (index `audit_events_by_chain`).
 
 use super::{
-    classify, filter_sql, rows_to_events, where_sql, Param, PostgresStore, SELECT_COLUMNS,
+    classify, filter_sql, read_snapshot, rows_to_events, where_sql, Param, PostgresStore,
+    SELECT_COLUMNS,
 };
 use crate::domain::chain::ChainHead;
 use crate::domain::query::EventQuery;
@@ -21,13 +22,7 @@ impl PostgresStore {
         let chunk_size = chunk_size.max(1);
         tokio::spawn(async move {
             let read = async {
-                let db = client
-                    .build_transaction()
-                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await
-                    .map_err(classify)?;
+                let db = read_snapshot(&mut client).await?;
                 let head_stmt = db
                     .prepare_cached(
                         "SELECT chain_seq, event_hash FROM audit_chain_heads \

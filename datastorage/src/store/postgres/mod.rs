@@ -219,6 +219,21 @@ async fn maintain_partitions(pool: Pool, interval: Duration, stop: CancellationT
 }
 
 /// Connection-level trouble is worth retrying; anything else is a fault.
+/// A read-only transaction on one snapshot (repeatable read): every read
+/// inside it (a chain's rows and its head, an export's chunks) sees the same
+/// committed state, so a concurrent insert cannot show as a broken link.
+async fn read_snapshot(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(classify)
+}
+
 fn classify(e: tokio_postgres::Error) -> StoreError {
     let transient = match e.code() {
         Some(code) => {
@@ -478,13 +493,7 @@ impl EventStore for PostgresStore {
     ) -> Result<(Vec<StoredEvent>, Option<ChainHead>), StoreError> {
         let mut client = self.client().await?;
         // One snapshot for the rows and the head.
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(classify)?;
+        let tx = read_snapshot(&mut client).await?;
         let stmt = tx
             .prepare_cached(&format!(
                 "SELECT {SELECT_COLUMNS} FROM audit_events WHERE correlation_id = $1 \
@@ -525,13 +534,7 @@ impl EventStore for PostgresStore {
         tokio::spawn(async move {
             let read = async {
                 // One snapshot for the head and every chunk.
-                let db = client
-                    .build_transaction()
-                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await
-                    .map_err(classify)?;
+                let db = read_snapshot(&mut client).await?;
                 let head = db
                     .query_opt(
                         "SELECT chain_seq, event_hash FROM audit_chain_heads \
