@@ -49,9 +49,12 @@ pub(crate) async fn run(
         let busy = !arrived.is_empty();
         seq += arrived.len() as u64;
         take_over(&mut pending, arrived);
-        write(&shared, &mut pending).await;
-        if spooled {
-            commit_durable(&shared, seq - pending.len() as u64).await;
+        match write(&shared, &mut pending).await {
+            Some(true) => publish_durable(&shared, seq - pending.len() as u64),
+            // Failed and logged; the next turn tries again.
+            Some(false) => {}
+            None if spooled => commit_durable(&shared, seq - pending.len() as u64).await,
+            None => {}
         }
         if !busy {
             shared.inbox_idle.store(true, Ordering::Release);
@@ -67,9 +70,15 @@ pub(crate) async fn run(
                 continue;
             }
         }
+        // A busy intake lingers to gather a bigger burst, but a durable
+        // waiter (`record_durable`, `sync`) wakes it at once: the waiters
+        // that arrive while one write and fsync run share the next ones, so
+        // the group commit forms by itself and lingering would only add to
+        // every caller's wait. Plain records wake an idle intake only (the
+        // flag above), so they do not cut a busy linger short.
         let command = tokio::select! {
             command = rx.recv() => command,
-            () = shared.inbox_wake.notified(), if !busy => continue,
+            () = shared.inbox_wake.notified() => continue,
             () = tokio::time::sleep(LINGER), if busy => continue,
             _ = tick.tick() => {
                 if spooled {
@@ -83,7 +92,9 @@ pub(crate) async fn run(
         let arrived = shared.drain_inbox();
         seq += arrived.len() as u64;
         take_over(&mut pending, arrived);
-        write(&shared, &mut pending).await;
+        if write(&shared, &mut pending).await == Some(true) {
+            publish_durable(&shared, seq - pending.len() as u64);
+        }
         match command {
             None => return, // every handle is gone without close()
             Some(Command::Flush(reply)) => {
@@ -149,29 +160,50 @@ async fn sync_if_due(shared: &Arc<Shared>) {
     .await;
 }
 
+/// Whether a durable waiter wants events the last published fsync does not
+/// cover.
+fn durable_wanted(shared: &Shared) -> bool {
+    shared.durable_wanted.load(Ordering::Acquire) > *shared.durable.borrow()
+}
+
 /// Moves `pending` into the backlog as far as it fits, on the blocking pool
-/// (spool writes are file I/O).
-async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) {
+/// (spool writes are file I/O). When a durable waiter is already waiting,
+/// the fsync follows in the same blocking call (one hand-off to the pool
+/// instead of two, which is most of a group commit's latency when the cores
+/// are busy); answers whether that fsync ran and succeeded (`None` when it
+/// did not run).
+async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) -> Option<bool> {
     if pending.is_empty() {
-        return;
+        return None;
     }
+    let sync_after = shared.config.spool_dir.is_some() && durable_wanted(shared);
     let batch = std::mem::take(pending);
     let worker = shared.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut batch = batch;
         let mut backlog = worker.backlog();
         let outcome = backlog.push(&mut batch);
+        let mut synced = None;
+        if sync_after && outcome.is_ok() {
+            if let Some(spool) = backlog.spool() {
+                let result = spool.sync();
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "audit spool fsync failed; durable acknowledgements wait");
+                }
+                synced = Some(result.is_ok());
+            }
+        }
         let available = backlog.available();
         let bytes = backlog.spool().map(|s| {
             worker.spool_pending.store(s.pending(), Ordering::Relaxed);
             s.bytes()
         });
-        (batch, outcome, available, bytes)
+        (batch, outcome, available, bytes, synced)
     })
     .await;
-    let Ok((rest, outcome, available, bytes)) = result else {
+    let Ok((rest, outcome, available, bytes, synced)) = result else {
         tracing::error!("audit intake worker panicked");
-        return;
+        return None;
     };
     *pending = rest;
     shared
@@ -202,6 +234,7 @@ async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) {
     if available >= shared.config.batch_size as u64 {
         shared.urgent.notify_one();
     }
+    synced
 }
 
 async fn sync(shared: &Arc<Shared>, unwritten: u64) -> Result<(), SyncError> {

@@ -4,6 +4,7 @@
 //! every client runs before sending.
 
 pub mod api;
+pub(crate) mod clock;
 pub mod event;
 pub mod limits;
 pub mod payload;
