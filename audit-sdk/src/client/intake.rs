@@ -128,9 +128,7 @@ fn take_over(pending: &mut Vec<AuditEvent>, arrived: Vec<AuditEvent>) {
 /// blocking pool, never on an async worker) covers everything written so far.
 /// Records arriving during the fsync wait in the inbox and share the next one.
 async fn commit_durable(shared: &Arc<Shared>, written_upto: u64) {
-    let current = *shared.durable.borrow();
-    let wanted = shared.durable_wanted.load(Ordering::Acquire);
-    if wanted <= current || written_upto <= current {
+    if !durable_wanted(shared) || written_upto <= *shared.durable.borrow() {
         return;
     }
     if sync(shared, 0).await.is_ok() {
@@ -161,7 +159,7 @@ async fn sync_if_due(shared: &Arc<Shared>) {
 }
 
 /// Whether a durable waiter wants events the last published fsync does not
-/// cover.
+/// cover (only stores with a spool have such waiters).
 fn durable_wanted(shared: &Shared) -> bool {
     shared.durable_wanted.load(Ordering::Acquire) > *shared.durable.borrow()
 }
@@ -176,7 +174,7 @@ async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) -> Option<bo
     if pending.is_empty() {
         return None;
     }
-    let sync_after = shared.config.spool_dir.is_some() && durable_wanted(shared);
+    let sync_after = durable_wanted(shared);
     let batch = std::mem::take(pending);
     let worker = shared.clone();
     let result = tokio::task::spawn_blocking(move || {
