@@ -109,6 +109,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let target = parse(uri.path());
     let query = query_map(&uri);
     let verb = verb_of(&method, target.as_ref(), &query);
@@ -121,9 +122,7 @@ async fn handle(
         .map(|t| t.resource.plural.clone())
         .unwrap_or_default();
     let latency = *lock(&shared.latency);
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    crate::latency::wait(arrived, latency).await;
     let response = match shared.take_fault(verb, &resource, &header_list) {
         Some(FaultAction::Fail { code, retry_after }) => {
             let mut r = answer(

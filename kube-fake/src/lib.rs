@@ -29,7 +29,9 @@
 //!   ([`FakeApiServer::compact`]);
 //! - injected faults ([`Fault`]): a status (429/503 with `Retry-After`, 403, …),
 //!   extra latency before serving or before answering, or a broken
-//!   connection, for matching calls, plus a latency for every call;
+//!   connection, for matching calls, plus a latency for every call, counted
+//!   from the request's arrival and held to the microsecond up to 10 ms
+//!   (see `latency.rs`: tokio's timer would add up to a millisecond);
 //! - a log of every call (verb, path, query, headers, content type, answer).
 //! - TCP_NODELAY on every connection, as Go's `net/http` sets it.
 //!
@@ -63,6 +65,7 @@ pub mod selector;
 pub mod store;
 
 mod handler;
+mod latency;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
