@@ -12,6 +12,14 @@ use service_kit::shutdown;
 mod verify;
 mod verify_export;
 
+/// mimalloc instead of glibc's malloc: batch ingest allocates and frees many
+/// small strings and maps per event from several threads, and glibc spent
+/// about a fifth of DataStorage's CPU in malloc, free and chunk consolidation
+/// (perf, `postgres_ingest` bench). The benches declare the same allocator,
+/// so they measure what this binary runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Central audit event store of the remediation platform.
 ///
 /// Configuration is layered: built-in defaults, then the YAML file given by

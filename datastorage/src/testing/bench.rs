@@ -145,6 +145,12 @@ pub async fn post_batches(
     started.elapsed()
 }
 
+/// The median of rates measured in rounds (the upper one of an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// The `p`-th percentile (0..=1) of latencies sorted ascending.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
