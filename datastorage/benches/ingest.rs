@@ -33,6 +33,10 @@ use datastorage::testing::bench::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// The allocator of the `datastorage` binary (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A static token for the `http+auth` measurement.
 const BENCH_TOKEN: &str = "bench-writer-token-0123456789";
 
