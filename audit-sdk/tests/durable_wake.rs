@@ -5,17 +5,11 @@
 
 use std::time::Duration;
 
-use audit_sdk::{AuditConfig, AuditEvent, AuditStore, FsyncPolicy};
-use datastorage::testing::ports::free_port;
+mod common;
 
-fn event(n: usize) -> AuditEvent {
-    AuditEvent::builder("gateway.signal.received", format!("rr-{n:012}-abcdefgh"))
-        .category("gateway")
-        .action("received")
-        .actor("service", "gateway")
-        .resource("Deployment", "payments/api")
-        .build()
-}
+use audit_sdk::{AuditConfig, AuditStore, FsyncPolicy};
+use common::event;
+use datastorage::testing::ports::free_port;
 
 #[tokio::test(start_paused = true)]
 async fn a_durable_waiter_wakes_a_lingering_intake() {
@@ -30,10 +24,13 @@ async fn a_durable_waiter_wakes_a_lingering_intake() {
     for round in 0..20 {
         // A plain record makes the intake busy: it drains, writes, and then
         // lingers for more. The durable record arrives during that turn.
-        store.record(event(2 * round)).unwrap();
+        store.record(event("rr-durable-wake", 2 * round)).unwrap();
         tokio::task::yield_now().await;
         let started = tokio::time::Instant::now();
-        store.record_durable(event(2 * round + 1)).await.unwrap();
+        store
+            .record_durable(event("rr-durable-wake", 2 * round + 1))
+            .await
+            .unwrap();
         waits.push(started.elapsed());
     }
     println!("durable waits on paused time over 20 rounds: {waits:?}");

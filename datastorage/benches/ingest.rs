@@ -23,15 +23,13 @@ use std::time::{Duration, Instant};
 
 use audit_sdk::AuditEvent;
 use chrono::Utc;
-use datastorage::config::Config;
 use datastorage::domain::chain::ChainHasher;
-use datastorage::startup::Application;
 use datastorage::store::sqlite::{rows, SqliteConfig, SqliteStore};
 use datastorage::store::EventStore;
 use datastorage::testing::bench::{
-    post_batches, report, runs_of_events, sample_events, CorrelationQueries,
+    loopback_config, post_batches, report, runs_of_events, sample_events, CorrelationQueries,
+    Served,
 };
-use tokio_util::sync::CancellationToken;
 
 /// The allocator of the `datastorage` binary (see its `main.rs`).
 #[global_allocator]
@@ -47,13 +45,7 @@ async fn bench_http(
     with_auth: bool,
 ) -> Duration {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.server.host = [127, 0, 0, 1].into();
-    config.server.api_port = 0;
-    config.server.health_port = 0;
-    config.server.metrics_port = 0;
-    config.server.shutdown_delay = Duration::ZERO;
-    config.log.level = "warn".into();
+    let mut config = loopback_config();
     config.store.sqlite.path = dir.path().join("audit.db");
     if with_auth {
         let tokens = dir.path().join("tokens.yaml");
@@ -64,13 +56,9 @@ async fn bench_http(
         .unwrap();
         config.auth.mode = auth::AuthMode::Static;
         config.auth.tokens_file = Some(tokens);
-    } else {
-        config.auth.mode = auth::AuthMode::Disabled;
     }
-    let app = Application::build(config).await.unwrap();
-    let url = format!("http://{}/api/v1/audit/events/batch", app.api_addr());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let served = Served::start(config).await;
+    let url = format!("{}/api/v1/audit/events/batch", served.base);
 
     let elapsed = post_batches(
         &url,
@@ -80,8 +68,7 @@ async fn bench_http(
         with_auth.then_some(BENCH_TOKEN),
     )
     .await;
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    served.stop().await;
     elapsed
 }
 
@@ -177,19 +164,10 @@ async fn bench_queries(batch: usize, clients: usize) {
         "\nquery database: {QUERY_TABLE_ROWS} events (filled in {:.1} s)",
         started.elapsed().as_secs_f64()
     );
-    let mut config = Config::default();
-    config.server.host = [127, 0, 0, 1].into();
-    config.server.api_port = 0;
-    config.server.health_port = 0;
-    config.server.metrics_port = 0;
-    config.server.shutdown_delay = Duration::ZERO;
-    config.log.level = "warn".into();
-    config.auth.mode = auth::AuthMode::Disabled;
+    let mut config = loopback_config();
     config.store.sqlite.path = path;
-    let app = Application::build(config).await.unwrap();
-    let base = format!("http://{}", app.api_addr());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let served = Served::start(config).await;
+    let base = served.base.clone();
     let queries = CorrelationQueries {
         base: &base,
         prefix: "rr-query",
@@ -204,8 +182,7 @@ async fn bench_queries(batch: usize, clients: usize) {
             clients,
         )
         .await;
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }
 
 fn rate(n: usize, d: Duration) -> f64 {

@@ -27,22 +27,21 @@
 //!    100,000 more (Gateway-shaped) events runs beside them (against the quiet
 //!    p99).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use audit_sdk::AuditEvent;
 use chrono::Utc;
-use datastorage::config::{Backend, Config};
+use datastorage::config::Backend;
 use datastorage::domain::chain::ChainHasher;
-use datastorage::startup::Application;
 use datastorage::store::postgres::PostgresConfig;
 use datastorage::testing::bench::{
-    median, post_batches, report, runs_of_events, sample_events, CorrelationQueries,
+    loopback_config, median, post_batches, report, runs_of_events, sample_events,
+    CorrelationQueries, Served,
 };
 use datastorage::testing::pg::{connect, PgCluster};
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_util::sync::CancellationToken;
 
 /// Durability is irrelevant for a disposable cluster; the rest sizes memory and
 /// WAL for a 2-core, 24 GiB machine.
@@ -227,30 +226,12 @@ async fn ingest_against_copy(
     )
 }
 
-/// A DataStorage on `postgres` (loopback, ephemeral ports, auth off): its
-/// base URL, and the token and task that stop it.
-async fn serve(
-    postgres: PostgresConfig,
-) -> (
-    String,
-    CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let mut config = Config::default();
-    config.server.host = [127, 0, 0, 1].into();
-    config.server.api_port = 0;
-    config.server.health_port = 0;
-    config.server.metrics_port = 0;
-    config.server.shutdown_delay = Duration::ZERO;
-    config.log.level = "warn".into();
-    config.auth.mode = auth::AuthMode::Disabled;
+/// A DataStorage on `postgres`.
+async fn serve(postgres: PostgresConfig) -> Served {
+    let mut config = loopback_config();
     config.store.backend = Backend::Postgres;
     config.store.postgres = postgres;
-    let app = Application::build(config).await.unwrap();
-    let base = format!("http://{}", app.api_addr());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
-    (base, stop, server)
+    Served::start(config).await
 }
 
 /// With `BENCH_PG_PROFILE=1`: where PostgreSQL spent its time, per statement.
@@ -315,7 +296,8 @@ async fn main() {
     // (c) Fill to 1,000,000 events (600,000 over the 10,000 queried
     // correlation ids), then query;
     // on the fresh cluster, before the ingest rounds.
-    let (base, stop, server) = serve(cluster.default_config()).await;
+    let served = serve(cluster.default_config()).await;
+    let base = served.base.clone();
     let present: i64 = db
         .query_one("SELECT count(*) FROM audit_events", &[])
         .await
@@ -364,8 +346,7 @@ async fn main() {
         )
         .await;
 
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 
     // The ingest rounds (2.4M rows) run after the query timings, in their own
     // database: run first, their writes (and the kernel's write-back of them,
@@ -374,7 +355,8 @@ async fn main() {
     db.batch_execute("CREATE DATABASE ingest").await.unwrap();
     let ingest_config = cluster.config("ingest");
     let ingest_db = connect(&ingest_config).await.unwrap();
-    let (base, stop, server) = serve(ingest_config).await;
+    let served = serve(ingest_config).await;
+    let base = served.base.clone();
     let url = format!("{base}/api/v1/audit/events/batch");
     // (a) + (b), in two shapes. The Gateway's: runs of a few events per
     // correlation, so concurrent batches write disjoint chains. And the
@@ -431,6 +413,5 @@ async fn main() {
     if profile {
         print_statement_profile(&db).await;
     }
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }

@@ -145,6 +145,51 @@ pub async fn post_batches(
     started.elapsed()
 }
 
+/// A DataStorage configuration for a bench: loopback, ephemeral ports, no
+/// shutdown delay, WARN logs, auth off (a bench that measures auth turns it on).
+pub fn loopback_config() -> crate::config::Config {
+    let mut config = crate::config::Config::default();
+    config.server.host = [127, 0, 0, 1].into();
+    config.server.api_port = 0;
+    config.server.health_port = 0;
+    config.server.metrics_port = 0;
+    config.server.shutdown_delay = Duration::ZERO;
+    config.log.level = "warn".into();
+    config.auth.mode = auth::AuthMode::Disabled;
+    config
+}
+
+/// A DataStorage serving in this process.
+#[derive(Debug)]
+pub struct Served {
+    /// `http://host:port` of its API.
+    pub base: String,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Served {
+    /// Builds and starts the application of `config`.
+    pub async fn start(config: crate::config::Config) -> Self {
+        let app = crate::startup::Application::build(config)
+            .await
+            .expect("the bench's DataStorage starts");
+        let base = format!("http://{}", app.api_addr());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+        Served { base, stop, task }
+    }
+
+    /// Shuts it down gracefully and waits for it.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("the server task")
+            .expect("a clean shutdown");
+    }
+}
+
 /// The median of rates measured in rounds (the upper one of an even count).
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
