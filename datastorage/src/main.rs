@@ -48,7 +48,7 @@ enum Command {
     PrintConfig,
     /// Take a signed checkpoint of every chain head now and print it (the
     /// server also takes them every chain.checkpoint_interval and every
-    /// chain.checkpoint_every_events events).
+    /// chain.checkpoint_every_events events, or the last one's chain count).
     Checkpoint,
     /// Check the configured database offline against an exported checkpoint
     /// (GET /api/v1/audit/checkpoints/latest saved to a file).

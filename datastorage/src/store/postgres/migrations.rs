@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0005_hash_key_id.sql"),
     include_str!("0006_checkpoints.sql"),
     include_str!("0007_chain_heads_hot.sql"),
+    include_str!("0008_checkpoint_heads_lz4.sql"),
 ];
 
 /// Advisory lock key serialising migration runs (arbitrary, fixed).
