@@ -121,8 +121,11 @@ async fn handle(
         .as_ref()
         .map(|t| t.resource.plural.clone())
         .unwrap_or_default();
+    // The call's latency is its whole time from arrival to answer, as a real
+    // server's is: the request's half of the round trip before it is served,
+    // the answer's half after, so serving it takes none of its own.
     let latency = *lock(&shared.latency);
-    crate::latency::wait(arrived, latency).await;
+    crate::latency::wait(arrived, latency / 2).await;
     let response = match shared.take_fault(verb, &resource, &header_list) {
         Some(FaultAction::Fail { code, retry_after }) => {
             let mut r = answer(
@@ -164,6 +167,7 @@ async fn handle(
         }
         None => serve(&shared, verb, target, &query, &headers, &body),
     };
+    crate::latency::wait(arrived, latency).await;
     let status = if response.extensions().get::<NoAnswer>().is_some() {
         0
     } else {

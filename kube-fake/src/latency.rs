@@ -25,13 +25,17 @@ pub(crate) async fn wait(arrived: Instant, latency: Duration) {
         tokio::time::sleep_until(deadline.into()).await;
         return;
     }
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
+    if deadline <= Instant::now() {
         return;
     }
-    // A panic in `thread::sleep` cannot happen; a join error here would only
-    // mean the runtime is shutting down, when the answer no longer matters.
-    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
+    // The time left is taken on the blocking thread, so the hand-over to it
+    // is part of the wait rather than added to it. A panic in `thread::sleep`
+    // cannot happen; a join error here would only mean the runtime is
+    // shutting down, when the answer no longer matters.
+    let _ = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()))
+    })
+    .await;
 }
 
 #[cfg(test)]

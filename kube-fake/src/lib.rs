@@ -30,7 +30,8 @@
 //! - injected faults ([`Fault`]): a status (429/503 with `Retry-After`, 403, …),
 //!   extra latency before serving or before answering, or a broken
 //!   connection, for matching calls, plus a latency for every call, counted
-//!   from the request's arrival and held to the microsecond up to 10 ms
+//!   from the request's arrival (served halfway, answered at its end) and held
+//!   to the microsecond up to 10 ms
 //!   (see `latency.rs`: tokio's timer would add up to a millisecond);
 //! - a log of every call (verb, path, query, headers, content type, answer).
 //! - TCP_NODELAY on every connection, as Go's `net/http` sets it.
@@ -246,7 +247,10 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Latency added to every call (not to events of an open watch).
+    /// Every call's time from arrival to answer (not of events of an open
+    /// watch): served after half of it, as a write reaches a real server's
+    /// store partway through the round trip, and answered at the end of it,
+    /// so the fake's own work is part of the latency, not added to it.
     pub fn latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
         self

@@ -308,3 +308,42 @@ async fn an_unmodelled_field_selector_is_refused_not_matched_as_nothing() {
     let by_name = ListParams::default().fields("metadata.name=p");
     assert_eq!(pods.list(&by_name).await.unwrap().items.len(), 1);
 }
+
+/// A call's latency is its whole round trip, as on a real server: the write is
+/// stored (and its watch event sent) halfway through it, and the answer comes
+/// at its end, so the fake's own work is inside the latency, not added to it.
+#[tokio::test]
+async fn a_write_lands_halfway_through_its_latency_and_is_answered_at_its_end() {
+    let latency = Duration::from_millis(400);
+    let fake = FakeApiServer::builder().latency(latency).start().await;
+    let api = rr_api(&fake);
+    let mut events = api
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let started = tokio::time::Instant::now();
+    let create = tokio::spawn({
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &rr("a", json!({})))
+                .await
+        }
+    });
+    let event = events.next().await.expect("the watch is open").unwrap();
+    assert!(
+        matches!(event, kube::api::WatchEvent::Added(_)),
+        "{event:?}"
+    );
+    let stored = started.elapsed();
+    create.await.unwrap().unwrap();
+    let answered = started.elapsed();
+    assert!(
+        stored >= latency / 2 && stored < latency,
+        "stored after {stored:?} of a {latency:?} latency"
+    );
+    assert!(
+        answered >= latency && answered < latency + latency / 4,
+        "answered after {answered:?} of a {latency:?} latency"
+    );
+}
