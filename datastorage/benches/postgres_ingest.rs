@@ -35,7 +35,9 @@ use audit_sdk::AuditEvent;
 use chrono::Utc;
 use datastorage::config::Backend;
 use datastorage::domain::chain::ChainHasher;
-use datastorage::store::postgres::PostgresConfig;
+use datastorage::store::postgres::{
+    PostgresConfig, COPY_COLUMNS, COPY_TYPES, EVENT_AND_LINK_COLUMNS,
+};
 use datastorage::testing::bench::{
     loopback_config, median, post_batches, report, runs_of_events, sample_events,
     CorrelationQueries, Served,
@@ -43,7 +45,7 @@ use datastorage::testing::bench::{
 use datastorage::testing::pg::{connect, PgCluster};
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 
 /// Durability is irrelevant for a disposable cluster; the rest sizes memory and
 /// WAL for a 2-core, 24 GiB machine.
@@ -69,44 +71,6 @@ const QUERY_CORRELATIONS: usize = 10_000;
 /// each queried correlation has 60 events.
 const QUERY_TABLE_OTHER_ROWS: usize = 400_000;
 const QUERIES: usize = 2_000;
-
-const COPY_COLUMNS: &str = "event_id, version, event_type, event_timestamp, event_date, \
-    event_category, event_action, event_outcome, actor_type, actor_id, actor_ip, resource_type, \
-    resource_id, correlation_id, parent_event_id, namespace, cluster_id, severity, duration_ms, \
-    error_code, error_message, retention_days, is_sensitive, event_data, chain_seq, \
-    previous_event_hash, event_hash, hash_algorithm, stored_at";
-
-const COPY_TYPES: &[Type] = &[
-    Type::UUID,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-    Type::DATE,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::UUID,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT4,
-    Type::BOOL,
-    Type::JSON,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-];
 
 /// A row ready for COPY: the event plus its chain fields, hashed beforehand.
 struct CopyRow {
@@ -140,20 +104,22 @@ fn chain_rows(events: Vec<AuditEvent>) -> Vec<CopyRow> {
 
 /// Binary COPY of `rows` in one statement; returns the rows written.
 async fn copy(db: &tokio_postgres::Client, rows: &[CopyRow]) -> u64 {
+    // The server's own columns, less the legal hold and key id it adds.
     let sink = db
         .copy_in(&format!(
-            "COPY audit_events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
+            "COPY audit_events ({}) FROM STDIN (FORMAT binary)",
+            COPY_COLUMNS[..EVENT_AND_LINK_COLUMNS].join(", ")
         ))
         .await
         .unwrap();
-    let writer = BinaryCopyInWriter::new(sink, COPY_TYPES);
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES[..EVENT_AND_LINK_COLUMNS]);
     pin_mut!(writer);
     let stored_at = Utc::now();
     for r in rows {
         let e = &r.event;
         let date = e.event_timestamp.date_naive();
         let retention = e.retention_days as i32;
-        let values: [&(dyn ToSql + Sync); 29] = [
+        let values: [&(dyn ToSql + Sync); EVENT_AND_LINK_COLUMNS] = [
             &e.event_id,
             &e.version,
             &e.event_type,

@@ -66,20 +66,63 @@ static SELECT_BY_IDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
 const SELECT_HOLDS: &str = "SELECT correlation_id, reason, placed_by, placed_at \
     FROM legal_holds WHERE correlation_id = ANY($1)";
 
+/// The columns a batch writes, in [`COPY_TYPES`]' order: the event and its
+/// chain link first (the first [`EVENT_AND_LINK_COLUMNS`], what the
+/// PostgreSQL bench's baseline COPY writes too), then the legal hold copied
+/// from its correlation and the id of the chain key.
+pub const COPY_COLUMNS: [&str; 34] = [
+    "event_id",
+    "version",
+    "event_type",
+    "event_timestamp",
+    "event_date",
+    "event_category",
+    "event_action",
+    "event_outcome",
+    "actor_type",
+    "actor_id",
+    "actor_ip",
+    "resource_type",
+    "resource_id",
+    "correlation_id",
+    "parent_event_id",
+    "namespace",
+    "cluster_id",
+    "severity",
+    "duration_ms",
+    "error_code",
+    "error_message",
+    "retention_days",
+    "is_sensitive",
+    "event_data",
+    "chain_seq",
+    "previous_event_hash",
+    "event_hash",
+    "hash_algorithm",
+    "stored_at",
+    "legal_hold",
+    "legal_hold_reason",
+    "legal_hold_placed_by",
+    "legal_hold_placed_at",
+    "hash_key_id",
+];
+
+/// How many of [`COPY_COLUMNS`] are the event and its chain link.
+pub const EVENT_AND_LINK_COLUMNS: usize = 29;
+
 /// The batch's new rows, as a binary COPY: PostgreSQL's cheapest way in (no
 /// per-row plan, no array decoding). No `ON CONFLICT` is needed: every id was
 /// claimed in `audit_event_ids` first, so a unique violation here would mean a
 /// row written without its claim, and it fails the batch loudly.
-const COPY_IN: &str = "COPY audit_events (event_id, version, event_type, \
-    event_timestamp, event_date, event_category, event_action, event_outcome, actor_type, \
-    actor_id, actor_ip, resource_type, resource_id, correlation_id, parent_event_id, namespace, \
-    cluster_id, severity, duration_ms, error_code, error_message, retention_days, is_sensitive, \
-    event_data, chain_seq, previous_event_hash, event_hash, hash_algorithm, stored_at, \
-    legal_hold, legal_hold_reason, legal_hold_placed_by, legal_hold_placed_at, hash_key_id) \
-    FROM STDIN (FORMAT binary)";
+static COPY_IN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "COPY audit_events ({}) FROM STDIN (FORMAT binary)",
+        COPY_COLUMNS.join(", ")
+    )
+});
 
-/// The column types of [`COPY_IN`], in its order.
-const COPY_TYPES: [Type; 34] = [
+/// The column types of [`COPY_COLUMNS`], in its order.
+pub const COPY_TYPES: [Type; 34] = [
     Type::UUID,
     Type::TEXT,
     Type::TEXT,
@@ -174,7 +217,7 @@ async fn copy_rows(
     holds: &HashMap<String, Hold>,
     hasher: &ChainHasher,
 ) -> Result<u64, StoreError> {
-    let statement = tx.prepare_cached(COPY_IN).await.map_err(classify)?;
+    let statement = tx.prepare_cached(&COPY_IN).await.map_err(classify)?;
     let sink = tx.copy_in(&statement).await.map_err(classify)?;
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     let mut writer = std::pin::pin!(writer);

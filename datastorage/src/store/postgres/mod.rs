@@ -51,6 +51,7 @@ pub mod partitions;
 pub mod roles;
 
 pub use config::{PostgresConfig, PASSWORD_ENV};
+pub use insert::{COPY_COLUMNS, COPY_TYPES, EVENT_AND_LINK_COLUMNS};
 pub use migrations::latest_version;
 
 /// Every column a [`StoredEvent`] is read from, in the order [`from_row`] expects.
