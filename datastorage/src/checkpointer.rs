@@ -86,6 +86,11 @@ impl EventCounter {
         }
     }
 
+    /// A checkpoint is being taken: events from now on count towards the next.
+    fn start_over(&self) {
+        self.stored.store(0, Ordering::Release);
+    }
+
     /// The newest checkpoint covers `chains` chains.
     fn covers(&self, chains: usize) {
         self.covered.store(chains as u64, Ordering::Release);
@@ -123,7 +128,7 @@ pub async fn run(
             _ = tokio::time::sleep(period) => {}
             _ = counter.wake.notified() => {}
         }
-        counter.stored.store(0, Ordering::Release);
+        counter.start_over();
         match take(store.as_ref(), &keys).await {
             Ok(Some(taken)) => counter.covers(taken.summary.head_count),
             Ok(None) => {}
@@ -260,7 +265,7 @@ mod tests {
         counter.add(1);
         assert!(woken(&counter), "10 of 10 events");
 
-        counter.stored.store(0, Ordering::Release);
+        counter.start_over();
         counter.covers(100);
         counter.add(60);
         counter.add(39);
@@ -274,7 +279,7 @@ mod tests {
             "100 events after a checkpoint of 100 chains"
         );
 
-        counter.stored.store(0, Ordering::Release);
+        counter.start_over();
         counter.covers(3);
         counter.add(9);
         assert!(

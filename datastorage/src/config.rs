@@ -155,8 +155,8 @@ pub struct ChainConfig {
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
     /// ... and as soon as this many events were stored since the last one, or
-    /// as many as the last one covered chains if that is more (a checkpoint
-    /// costs a read and write of every head) (0: never by count).
+    /// as many as the last one covered chains if that is more, since a
+    /// checkpoint reads and writes every head (0: never by count).
     pub checkpoint_every_events: u64,
     /// PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`):
     /// checkpoints are signed with it. Without it they are signed with HMAC
