@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::errors::SyncError;
 use crate::event::AuditEvent;
-use crate::shared::Shared;
+use crate::shared::{inbox_buffer, Shared};
 
 /// What the handles ask of the intake task. Each command first takes every
 /// event recorded before it from the inbox, so it applies to all of them.
@@ -37,6 +37,8 @@ pub(crate) async fn run(
     let mut seq = first_seq;
     // Recorded events not yet in the backlog (waiting for spool space).
     let mut pending: Vec<AuditEvent> = Vec::new();
+    // The vector the producers get at the next drain (see `inbox_buffer`).
+    let mut spare: Vec<AuditEvent> = Vec::new();
     let mut tick = tokio::time::interval(
         shared
             .config
@@ -45,11 +47,12 @@ pub(crate) async fn run(
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let arrived = shared.drain_inbox();
+        let arrived = shared.drain_inbox(&mut spare);
         let busy = !arrived.is_empty();
-        seq += arrived.len() as u64;
+        let burst = arrived.len();
+        seq += burst as u64;
         take_over(&mut pending, arrived);
-        match write(&shared, &mut pending).await {
+        match write(&shared, &mut pending, (&mut spare, burst)).await {
             Some(true) => publish_durable(&shared, seq - pending.len() as u64),
             // Failed and logged; the next turn tries again.
             Some(false) => {}
@@ -89,10 +92,11 @@ pub(crate) async fn run(
             () = shared.space.notified(), if !pending.is_empty() => continue,
         };
         shared.inbox_idle.store(false, Ordering::Release);
-        let arrived = shared.drain_inbox();
-        seq += arrived.len() as u64;
+        let arrived = shared.drain_inbox(&mut spare);
+        let burst = arrived.len();
+        seq += burst as u64;
         take_over(&mut pending, arrived);
-        if write(&shared, &mut pending).await == Some(true) {
+        if write(&shared, &mut pending, (&mut spare, burst)).await == Some(true) {
             publish_durable(&shared, seq - pending.len() as u64);
         }
         match command {
@@ -169,13 +173,19 @@ fn durable_wanted(shared: &Shared) -> bool {
 /// the fsync follows in the same blocking call (one hand-off to the pool
 /// instead of two, which is most of a group commit's latency when the cores
 /// are busy); answers whether that fsync ran and succeeded (`None` when it
-/// did not run).
-async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) -> Option<bool> {
+/// did not run). The same call refills an empty `spare` for bursts of
+/// `burst` events, so faulting its memory in never blocks an async worker.
+async fn write(
+    shared: &Arc<Shared>,
+    pending: &mut Vec<AuditEvent>,
+    (spare, burst): (&mut Vec<AuditEvent>, usize),
+) -> Option<bool> {
     if pending.is_empty() {
         return None;
     }
     let sync_after = durable_wanted(shared);
     let batch = std::mem::take(pending);
+    let refill = (spare.capacity() == 0 && burst > 0).then_some(burst);
     let worker = shared.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut batch = batch;
@@ -196,14 +206,19 @@ async fn write(shared: &Arc<Shared>, pending: &mut Vec<AuditEvent>) -> Option<bo
             worker.spool_pending.store(s.pending(), Ordering::Relaxed);
             s.bytes()
         });
-        (batch, outcome, available, bytes, synced)
+        // After the write and its fsync: a durable waiter does not wait for it.
+        let refilled = refill.map(inbox_buffer);
+        (batch, outcome, available, bytes, synced, refilled)
     })
     .await;
-    let Ok((rest, outcome, available, bytes, synced)) = result else {
+    let Ok((rest, outcome, available, bytes, synced, refilled)) = result else {
         tracing::error!("audit intake worker panicked");
         return None;
     };
     *pending = rest;
+    if let Some(kept) = refilled.and_then(|b| shared.offer_inbox(b)) {
+        *spare = kept;
+    }
     shared
         .spool_full
         .store(outcome.is_ok() && !pending.is_empty(), Ordering::Relaxed);
