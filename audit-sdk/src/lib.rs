@@ -35,7 +35,7 @@ pub mod names;
 
 // Public paths stay flat (`audit_sdk::event`, `audit_sdk::spool`, ...): the
 // folders are how the crate is read, not how it is imported.
-pub(crate) use client::{backlog, delivery, intake, shared, store};
+pub(crate) use client::{backlog, delivery, inbox, intake, shared, store};
 pub use client::{config, errors, metrics, preflight, readiness, spool, token, transport};
 pub use contract::{api, event, limits, payload, problem, proto, timestamp, validation};
 

@@ -87,9 +87,15 @@ pub struct MemoryQueue {
 }
 
 impl MemoryQueue {
-    fn push(&mut self, burst: Vec<AuditEvent>) {
+    fn push(&mut self, mut burst: Vec<AuditEvent>) {
         if burst.is_empty() {
             return;
+        }
+        // The inbox vectors are sized for the larger recent bursts (see
+        // `crate::inbox`): one mostly empty is not kept at its size while
+        // DataStorage is away, so memory stays within 4 × the events held.
+        if burst.capacity() > 4 * burst.len() {
+            burst.shrink_to_fit();
         }
         self.len += burst.len();
         // `VecDeque::from(Vec)` keeps the vector's buffer.

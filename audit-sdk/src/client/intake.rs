@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::errors::SyncError;
 use crate::event::AuditEvent;
-use crate::shared::{inbox_buffer, Shared};
+use crate::inbox::{self, BurstSize};
+use crate::shared::Shared;
 
 /// What the handles ask of the intake task. Each command first takes every
 /// event recorded before it from the inbox, so it applies to all of them.
@@ -37,8 +38,10 @@ pub(crate) async fn run(
     let mut seq = first_seq;
     // Recorded events not yet in the backlog (waiting for spool space).
     let mut pending: Vec<AuditEvent> = Vec::new();
-    // The vector the producers get at the next drain (see `inbox_buffer`).
+    // The vector the producers get at the next drain, and the bursts it is
+    // sized for (see `crate::inbox`).
     let mut spare: Vec<AuditEvent> = Vec::new();
+    let mut bursts = BurstSize::default();
     let mut tick = tokio::time::interval(
         shared
             .config
@@ -49,15 +52,13 @@ pub(crate) async fn run(
     loop {
         let arrived = shared.drain_inbox(&mut spare);
         let busy = !arrived.is_empty();
-        let burst = arrived.len();
-        seq += burst as u64;
+        seq += arrived.len() as u64;
+        bursts.saw(arrived.len());
         take_over(&mut pending, arrived);
-        match write(&shared, &mut pending, (&mut spare, burst)).await {
-            Some(true) => publish_durable(&shared, seq - pending.len() as u64),
-            // Failed and logged; the next turn tries again.
-            Some(false) => {}
-            None if spooled => commit_durable(&shared, seq - pending.len() as u64).await,
-            None => {}
+        // A failed fsync was logged; the next turn tries again.
+        let fsync_ran = write(&shared, &mut pending, seq, (&mut spare, bursts)).await;
+        if !fsync_ran && spooled {
+            commit_durable(&shared, seq - pending.len() as u64).await;
         }
         if !busy {
             shared.inbox_idle.store(true, Ordering::Release);
@@ -93,12 +94,10 @@ pub(crate) async fn run(
         };
         shared.inbox_idle.store(false, Ordering::Release);
         let arrived = shared.drain_inbox(&mut spare);
-        let burst = arrived.len();
-        seq += burst as u64;
+        seq += arrived.len() as u64;
+        bursts.saw(arrived.len());
         take_over(&mut pending, arrived);
-        if write(&shared, &mut pending, (&mut spare, burst)).await == Some(true) {
-            publish_durable(&shared, seq - pending.len() as u64);
-        }
+        write(&shared, &mut pending, seq, (&mut spare, bursts)).await;
         match command {
             None => return, // every handle is gone without close()
             Some(Command::Flush(reply)) => {
@@ -172,33 +171,36 @@ fn durable_wanted(shared: &Shared) -> bool {
 /// (spool writes are file I/O). When a durable waiter is already waiting,
 /// the fsync follows in the same blocking call (one hand-off to the pool
 /// instead of two, which is most of a group commit's latency when the cores
-/// are busy); answers whether that fsync ran and succeeded (`None` when it
-/// did not run). The same call refills an empty `spare` for bursts of
-/// `burst` events, so faulting its memory in never blocks an async worker.
+/// are busy) and publishes the events up to `seq` that it made durable;
+/// answers whether that fsync ran (successful or not). The same call then
+/// refills a `spare` too small for the expected bursts, so faulting its
+/// memory in never runs on an async worker nor before the publication.
 async fn write(
     shared: &Arc<Shared>,
     pending: &mut Vec<AuditEvent>,
-    (spare, burst): (&mut Vec<AuditEvent>, usize),
-) -> Option<bool> {
+    seq: u64,
+    (spare, bursts): (&mut Vec<AuditEvent>, BurstSize),
+) -> bool {
     if pending.is_empty() {
-        return None;
+        return false;
     }
     let sync_after = durable_wanted(shared);
     let batch = std::mem::take(pending);
-    let refill = (spare.capacity() == 0 && burst > 0).then_some(burst);
+    let capacity = bursts.capacity();
+    let refill = (spare.capacity() < capacity).then_some(capacity);
     let worker = shared.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut batch = batch;
         let mut backlog = worker.backlog();
         let outcome = backlog.push(&mut batch);
-        let mut synced = None;
+        let mut synced = false;
         if sync_after && outcome.is_ok() {
             if let Some(spool) = backlog.spool() {
-                let result = spool.sync();
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "audit spool fsync failed; durable acknowledgements wait");
+                match spool.sync() {
+                    Ok(()) => publish_durable(&worker, seq - batch.len() as u64),
+                    Err(e) => tracing::error!(error = %e, "audit spool fsync failed; durable acknowledgements wait"),
                 }
-                synced = Some(result.is_ok());
+                synced = true;
             }
         }
         let available = backlog.available();
@@ -206,18 +208,20 @@ async fn write(
             worker.spool_pending.store(s.pending(), Ordering::Relaxed);
             s.bytes()
         });
-        // After the write and its fsync: a durable waiter does not wait for it.
-        let refilled = refill.map(inbox_buffer);
+        // After the publication (a durable waiter does not wait for it) and
+        // without the backlog (delivery does not either).
+        drop(backlog);
+        let refilled = refill.map(|capacity| inbox::refill(&worker, capacity, &mut batch));
         (batch, outcome, available, bytes, synced, refilled)
     })
     .await;
     let Ok((rest, outcome, available, bytes, synced, refilled)) = result else {
         tracing::error!("audit intake worker panicked");
-        return None;
+        return false;
     };
     *pending = rest;
-    if let Some(kept) = refilled.and_then(|b| shared.offer_inbox(b)) {
-        *spare = kept;
+    if let Some(refilled) = refilled {
+        *spare = refilled;
     }
     shared
         .spool_full

@@ -7,6 +7,7 @@ pub(crate) mod backlog;
 pub mod config;
 pub(crate) mod delivery;
 pub mod errors;
+pub(crate) mod inbox;
 pub(crate) mod intake;
 pub mod metrics;
 pub mod preflight;

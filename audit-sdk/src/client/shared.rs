@@ -159,7 +159,7 @@ impl Shared {
     /// Takes every event from the inbox, oldest first, and counts them as
     /// recorded: one metric update per burst instead of a recorder's key
     /// lookup in every `record()`. The producers go on with `spare` (see
-    /// [`inbox_buffer`]), which is left empty for the intake to refill.
+    /// [`crate::inbox`]), which is left empty for the intake to refill.
     pub fn drain_inbox(&self, spare: &mut Vec<AuditEvent>) -> Vec<AuditEvent> {
         let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
         if inbox.is_empty() {
@@ -187,28 +187,4 @@ impl Shared {
     pub fn update_gauges(&self) {
         metrics::gauge!(m::QUEUE_DEPTH).set(self.in_memory.load(Ordering::Relaxed) as f64);
     }
-}
-
-/// Most events an inbox vector is made for: bursts beyond it regrow the
-/// vector (16,384 events are about 7 MB).
-const INBOX_BUFFER_MAX: usize = 16 * 1024;
-
-/// An empty inbox vector for bursts the size of `burst`, its memory already
-/// faulted in.
-///
-/// A vector of thousands of events is fresh memory from the kernel, and the
-/// producers' pushes would fault it in a page (about nine events) at a time:
-/// on a VM each fault costs microseconds, and they made up a third to a half
-/// of `record()`'s time in the SDK bench. Touching one slot per page here,
-/// on the blocking pool, takes them off every caller's path. A burst's size
-/// predicts the next one's, so a steady stream also stops regrowing the
-/// vector (a regrowth copies it, under the inbox lock).
-pub(crate) fn inbox_buffer(burst: usize) -> Vec<AuditEvent> {
-    let capacity = burst.next_power_of_two().clamp(64, INBOX_BUFFER_MAX);
-    let mut buffer = Vec::with_capacity(capacity);
-    let per_page = (4096 / std::mem::size_of::<AuditEvent>()).max(1);
-    for slot in buffer.spare_capacity_mut().iter_mut().step_by(per_page) {
-        *slot = std::mem::MaybeUninit::zeroed();
-    }
-    buffer
 }
