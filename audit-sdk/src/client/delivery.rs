@@ -54,7 +54,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
         // Start batches while there is room and work.
         while in_flight.len() < shared.config.max_in_flight {
-            let available = shared.backlog().available();
+            let available = shared.available();
             if available == 0 {
                 break;
             }

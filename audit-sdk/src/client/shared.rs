@@ -16,7 +16,14 @@ use crate::transport::Transport;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub config: AuditConfig,
-    pub backlog: Mutex<Backlog>,
+    /// Locked on the blocking pool only: a spool write holds it through its
+    /// fsync and a spool read through a whole batch, so an async worker
+    /// waiting for it would stall every task behind it (the durable
+    /// waiters' wake-ups among them). Async code reads [`Self::available`].
+    backlog: Mutex<Backlog>,
+    /// Events in the backlog not yet taken by delivery, as of the last
+    /// release of the backlog lock (see [`BacklogGuard`]).
+    available: AtomicU64,
     pub transport: Box<dyn Transport>,
     pub tokens: TokenSource,
     /// Recorded events not yet taken by the intake task. A plain mutex-guarded
@@ -81,6 +88,7 @@ impl Shared {
         let tokens = TokenSource::new(config.effective_token_file(), config.token_refresh_interval);
         Arc::new(Self {
             config,
+            available: AtomicU64::new(backlog.available()),
             backlog: Mutex::new(backlog),
             transport,
             tokens,
@@ -109,8 +117,17 @@ impl Shared {
         })
     }
 
-    pub fn backlog(&self) -> MutexGuard<'_, Backlog> {
-        self.backlog.lock().unwrap_or_else(|p| p.into_inner())
+    /// The backlog, for blocking code (see the field's note).
+    pub fn backlog(&self) -> BacklogGuard<'_> {
+        BacklogGuard {
+            guard: self.backlog.lock().unwrap_or_else(|p| p.into_inner()),
+            available: &self.available,
+        }
+    }
+
+    /// Events in the backlog not yet taken by delivery, without its lock.
+    pub fn available(&self) -> u64 {
+        self.available.load(Ordering::Acquire)
     }
 
     /// Counts `n` lost events and logs it, at most once a second per store.
@@ -186,5 +203,76 @@ impl Shared {
 
     pub fn update_gauges(&self) {
         metrics::gauge!(m::QUEUE_DEPTH).set(self.in_memory.load(Ordering::Relaxed) as f64);
+    }
+}
+
+/// The locked backlog. Releasing it publishes how many events delivery can
+/// take, so every change made under the lock is counted without each caller
+/// remembering to.
+pub(crate) struct BacklogGuard<'a> {
+    guard: MutexGuard<'a, Backlog>,
+    available: &'a AtomicU64,
+}
+
+impl std::ops::Deref for BacklogGuard<'_> {
+    type Target = Backlog;
+    fn deref(&self) -> &Backlog {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for BacklogGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Backlog {
+        &mut self.guard
+    }
+}
+
+impl Drop for BacklogGuard<'_> {
+    fn drop(&mut self) {
+        self.available
+            .store(self.guard.available(), Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn event(n: usize) -> AuditEvent {
+        AuditEvent::builder("gateway.signal.received", format!("rr-{n}"))
+            .category("gateway")
+            .action("received")
+            .build()
+    }
+
+    /// The delivery task asks how much is available on an async worker; a
+    /// spool write holds the backlog lock through its fsync. Before, the
+    /// question took the lock, so that worker (and every task queued on it,
+    /// the durable waiters' wake-ups among them) waited for the fsync.
+    #[test]
+    fn available_is_answered_while_the_backlog_is_locked() {
+        let config = AuditConfig::new("http://127.0.0.1:9");
+        let transport = crate::transport::build(&config).unwrap();
+        let shared = Shared::new(config, Backlog::Memory(Default::default()), transport, 0);
+        assert_eq!(shared.available(), 0);
+        shared
+            .backlog()
+            .push(&mut (0..3).map(event).collect())
+            .unwrap();
+        assert_eq!(shared.available(), 3, "published when the lock is released");
+
+        let held = shared.backlog(); // a write inside its fsync
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| tx.send(shared.available()).unwrap());
+            let answer = rx.recv_timeout(Duration::from_secs(10));
+            drop(held); // lets a blocked asker finish before the scope ends
+            assert_eq!(answer, Ok(3), "available() waited for the backlog lock");
+        });
+        let taken = shared.backlog().take(2).unwrap();
+        assert_eq!(taken.0.len(), 2);
+        assert_eq!(shared.available(), 1, "a take is published too");
     }
 }
