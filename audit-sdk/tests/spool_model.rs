@@ -1,14 +1,17 @@
 //! Model-based property tests of the spool: random sequences of append /
 //! read / ack / crash+reopen against an in-memory model.
 //!
-//! Two kinds of fault:
+//! Three kinds of fault:
 //! - damage applied to the files between a crash and the reopen (a flipped
 //!   bit in record i, a zero-filled tail, a torn last record cut at byte k):
 //!   what a power loss or a bad disk leaves;
 //! - faults inside the spool's own writes, through the `SpoolIo` seam
 //!   (`faulty_io`): ENOSPC at the N-th write, a write torn at byte k, a
 //!   crash after any write (every later call fails; the files hold what was
-//!   written so far).
+//!   written so far);
+//! - a read failing with EIO at the k-th read call from now, the disk
+//!   staying alive: the records read before it in that batch must still be
+//!   handed out, and the next read must start at the failing record.
 //!
 //! After every recovery it checks: no acknowledged event comes back, every
 //! other event comes back exactly once and in order, and every event that
@@ -18,7 +21,7 @@
 //! events of an acknowledgement that returned an error (its cursor may not
 //! have reached the disk).
 
-#[allow(dead_code)] // the aimed faults (fail, stall) serve the faulty_io_* tests
+#[allow(dead_code)] // the stall serves the faulty_io_* tests
 mod faulty_io;
 
 use std::cell::RefCell;
@@ -33,7 +36,7 @@ use audit_sdk::config::FsyncPolicy;
 use audit_sdk::event::AuditEvent;
 use audit_sdk::spool::record::{self, Decoded};
 use audit_sdk::spool::{Position, Spool, SpoolOptions};
-use faulty_io::{FaultyIo, Plan};
+use faulty_io::{Aimed, FaultyIo, Plan};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -63,6 +66,8 @@ enum Op {
     Crash(Fault),
     /// Arms a fault inside the spool's writes (write-fault runs only).
     Arm(Plan),
+    /// The k-th read call from now fails with EIO (one-shot).
+    FailRead(u64),
 }
 
 fn op(write_faults: bool) -> impl Strategy<Value = Op> {
@@ -78,6 +83,7 @@ fn op(write_faults: bool) -> impl Strategy<Value = Op> {
             (1usize..40).prop_map(|k| Fault::TornLast { k }),
         ]
         .prop_map(Op::Crash),
+        1 => (1u64..4).prop_map(Op::FailRead),
         arm => prop_oneof![
             (1u64..8).prop_map(|at| Plan::Enospc { at }),
             (1u64..8, 0usize..600).prop_map(|(at, keep)| Plan::Torn { at, keep }),
@@ -97,6 +103,8 @@ thread_local! {
     static EVENTS: AtomicU64 = const { AtomicU64::new(0) };
     static WRITE_FAULTS: AtomicU64 = const { AtomicU64::new(0) };
     static FAILED_APPENDS: AtomicU64 = const { AtomicU64::new(0) };
+    static READ_FAULTS: AtomicU64 = const { AtomicU64::new(0) };
+    static FAILED_READS: AtomicU64 = const { AtomicU64::new(0) };
     static FIRED: RefCell<BTreeSet<(&'static str, &'static str)>> = const { RefCell::new(BTreeSet::new()) };
 }
 
@@ -327,7 +335,11 @@ fn run(ops: Vec<Op>, fsync: FsyncPolicy) -> Result<(), TestCaseError> {
             }
             Op::Read(n) => {
                 let Ok(batch) = spool.read_batch(n) else {
-                    prop_assert!(io.crashed(), "reads fail only after a crash");
+                    FAILED_READS.with(|c| c.fetch_add(1, Ordering::Relaxed));
+                    prop_assert!(
+                        io.crashed() || io.fired().contains(&("fail", "read")),
+                        "reads fail only after a crash or an aimed read fault"
+                    );
                     continue;
                 };
                 let batch: Vec<String> = batch.iter().map(id).collect();
@@ -352,6 +364,11 @@ fn run(ops: Vec<Op>, fsync: FsyncPolicy) -> Result<(), TestCaseError> {
                         m.unsure_acked.extend(batch);
                     }
                 }
+            }
+            Op::FailRead(nth) => {
+                READ_FAULTS.with(|c| c.fetch_add(1, Ordering::Relaxed));
+                io.aim("read", nth, Aimed::Fail);
+                continue;
             }
             Op::Arm(plan) => {
                 WRITE_FAULTS.with(|c| c.fetch_add(1, Ordering::Relaxed));
@@ -403,7 +420,7 @@ fn check(name: &str, seed: u64, write_faults: bool, fsync: FsyncPolicy) {
         .unwrap();
     let fired = FIRED.with(|f| f.borrow().clone());
     println!(
-        "{name}: {cases} cases, {} events, {} crashes+reopens, faults: {} flipped bits, {} zero tails, {} torn last records, {} write faults armed ({} failed appends); {} distinct write fault points fired {:?}; {} events lost, all counted",
+        "{name}: {cases} cases, {} events, {} crashes+reopens, faults: {} flipped bits, {} zero tails, {} torn last records, {} write faults armed ({} failed appends), {} read faults aimed ({} failed reads); {} distinct fault points fired {:?}; {} events lost, all counted",
         EVENTS.with(|c| c.load(Ordering::Relaxed)),
         CRASHES.with(|c| c.load(Ordering::Relaxed)),
         FLIPS.with(|c| c.load(Ordering::Relaxed)),
@@ -411,6 +428,8 @@ fn check(name: &str, seed: u64, write_faults: bool, fsync: FsyncPolicy) {
         TORN.with(|c| c.load(Ordering::Relaxed)),
         WRITE_FAULTS.with(|c| c.load(Ordering::Relaxed)),
         FAILED_APPENDS.with(|c| c.load(Ordering::Relaxed)),
+        READ_FAULTS.with(|c| c.load(Ordering::Relaxed)),
+        FAILED_READS.with(|c| c.load(Ordering::Relaxed)),
         fired.len(),
         fired,
         LOST.with(|c| c.load(Ordering::Relaxed)),

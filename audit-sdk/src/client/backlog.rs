@@ -8,7 +8,20 @@ use std::collections::VecDeque;
 use std::io;
 
 use crate::event::AuditEvent;
-use crate::spool::{Position, Spool};
+use crate::spool::{Position, RawBatch, Spool};
+
+/// A batch taken for delivery: its events, the mark to acknowledge them by
+/// (spool only), and the damaged records skipped on the way.
+pub type Taken = (Vec<AuditEvent>, Option<Position>, u64);
+
+/// What [`Backlog::start_take`] found.
+#[derive(Debug)]
+pub enum Taking {
+    /// Taken whole (memory).
+    Done(Taken),
+    /// Spool records to parse, ending at the mark.
+    Parse(RawBatch, Position),
+}
 
 /// The FIFO of undelivered events.
 #[derive(Debug)]
@@ -48,12 +61,47 @@ impl Backlog {
     /// Takes up to `max` events from the front for delivery, with the mark to
     /// acknowledge them by and the number of damaged records skipped on the
     /// way (lost, but resolved with the batch so `flush()` accounting holds).
-    pub fn take(&mut self, max: usize) -> io::Result<(Vec<AuditEvent>, Option<Position>, u64)> {
+    /// Under one lock (tests); delivery uses [`Backlog::start_take`].
+    #[cfg(test)]
+    pub fn take(&mut self, max: usize) -> io::Result<Taken> {
+        match self.start_take(max)? {
+            Taking::Done(taken) => Ok(taken),
+            Taking::Parse(raw, mark) => {
+                let (events, unparseable) = raw.parse();
+                Ok(self.finish_take(events, &unparseable, mark))
+            }
+        }
+    }
+
+    /// The first half of a take: memory hands its events over at once, the
+    /// spool reads its records without parsing them. Parse them with the
+    /// backlog unlocked (a batch's parse takes milliseconds, which a spool
+    /// write and its durable waiters would otherwise wait for), then
+    /// [`finish_take`](Self::finish_take).
+    pub fn start_take(&mut self, max: usize) -> io::Result<Taking> {
         match self {
-            Self::Memory(q) => Ok((q.take(max), None, 0)),
+            Self::Memory(q) => Ok(Taking::Done((q.take(max), None, 0))),
             Self::Spool(s) => {
-                let batch = s.read_batch(max)?;
-                Ok((batch, Some(s.read_position()), s.take_skipped()))
+                let raw = s.read_records(max)?;
+                Ok(Taking::Parse(raw, s.read_position()))
+            }
+        }
+    }
+
+    /// The second half of a spool take (see [`start_take`](Self::start_take)):
+    /// counts the parsed events and the unparseable records, and answers
+    /// what [`take`](Self::take) answers.
+    pub fn finish_take(
+        &mut self,
+        events: Vec<AuditEvent>,
+        unparseable: &[(u64, String)],
+        mark: Position,
+    ) -> Taken {
+        match self {
+            Self::Memory(_) => (events, Some(mark), 0),
+            Self::Spool(s) => {
+                s.count_parsed(events.len(), unparseable);
+                (events, Some(mark), s.take_skipped())
             }
         }
     }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::task::JoinHandle;
 
+use crate::backlog::{Taken, Taking};
 use crate::event::AuditEvent;
 use crate::metrics as m;
 use crate::problem::Problem;
@@ -114,13 +115,22 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Takes the next batch on the blocking pool (spool reads are file I/O).
-type Taken = (Vec<AuditEvent>, Option<Position>, u64);
-
+/// Takes the next batch on the blocking pool (spool reads are file I/O),
+/// parsing spooled records with the backlog unlocked.
 async fn take(shared: &Arc<Shared>) -> Result<Option<Taken>, ()> {
     let worker = shared.clone();
     let batch_size = shared.config.batch_size;
-    match tokio::task::spawn_blocking(move || worker.backlog().take(batch_size)).await {
+    let taking = move || -> std::io::Result<Taken> {
+        let started = worker.backlog().start_take(batch_size)?;
+        Ok(match started {
+            Taking::Done(taken) => taken,
+            Taking::Parse(raw, mark) => {
+                let (events, unparseable) = raw.parse();
+                worker.backlog().finish_take(events, &unparseable, mark)
+            }
+        })
+    };
+    match tokio::task::spawn_blocking(taking).await {
         Ok(Ok((batch, _, 0))) if batch.is_empty() => Ok(None),
         Ok(Ok(taken)) => Ok(Some(taken)),
         Ok(Err(e)) => {

@@ -50,6 +50,29 @@ pub struct Position {
     seq: Option<u64>,
 }
 
+/// Records read from the spool, not yet parsed (see [`Spool::read_records`]).
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    /// (sequence number, event JSON), oldest first.
+    records: Vec<(u64, Vec<u8>)>,
+}
+
+impl RawBatch {
+    /// The events, oldest first, and the records that passed their checksum
+    /// but do not parse (sequence number, error).
+    pub fn parse(self) -> (Vec<AuditEvent>, Vec<(u64, String)>) {
+        let mut events = Vec::with_capacity(self.records.len());
+        let mut unparseable = Vec::new();
+        for (seq, payload) in self.records {
+            match serde_json::from_slice::<AuditEvent>(&payload) {
+                Ok(event) => events.push(event),
+                Err(e) => unparseable.push((seq, e.to_string())),
+            }
+        }
+        (events, unparseable)
+    }
+}
+
 /// Settings of a spool.
 #[derive(Debug, Clone)]
 pub struct SpoolOptions {
@@ -463,11 +486,60 @@ impl Spool {
     /// Reads up to `max` events after the last read, oldest first, without
     /// acknowledging them. A record that fails its checksum ends its segment
     /// (logged as damage) and reading continues with the next segment.
+    /// [`read_records`](Self::read_records), [`RawBatch::parse`] and
+    /// [`count_parsed`](Self::count_parsed) in one call.
     pub fn read_batch(&mut self, max: usize) -> io::Result<Vec<AuditEvent>> {
-        let mut out = Vec::new();
-        while out.len() < max {
+        let raw = self.read_records(max)?;
+        let (events, unparseable) = raw.parse();
+        self.count_parsed(events.len(), &unparseable);
+        Ok(events)
+    }
+
+    /// Reads up to `max` records after the last read, oldest first, without
+    /// parsing them: the parse is most of a batch's read time, and the
+    /// caller does it after releasing whatever guards the spool, so a
+    /// concurrent append (and its durable waiters) does not wait for it.
+    /// Hand the outcome to [`count_parsed`](Self::count_parsed).
+    ///
+    /// An I/O error after some records were read ends the batch there: those
+    /// records are returned, and the next read starts at the failing one
+    /// (an error that dropped them would skip their events silently).
+    pub fn read_records(&mut self, max: usize) -> io::Result<RawBatch> {
+        let mut out = RawBatch::default();
+        while out.records.len() < max {
+            match self.read_record() {
+                Ok(Some(record)) => out.records.push(record),
+                Ok(None) => break,
+                Err(e) if out.records.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, read = out.records.len(), "audit spool read failed mid-batch; sending what was read");
+                    // Reopened and positioned again on the next read.
+                    self.reader = None;
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes into account a parsed batch of [`read_records`](Self::read_records):
+    /// `parsed` events, and the records that passed their checksum but did
+    /// not parse (sequence number, error), counted lost.
+    pub fn count_parsed(&mut self, parsed: usize, unparseable: &[(u64, String)]) {
+        self.unread = self.unread.saturating_sub(parsed as u64);
+        for (seq, error) in unparseable {
+            if count_lost(&mut self.counted, *seq, seq + 1) > 0 {
+                self.lose_read(1, error);
+            }
+        }
+    }
+
+    /// The next valid record after the last read, damaged ones skipped
+    /// (and counted); `None` at the end of what is written.
+    fn read_record(&mut self) -> io::Result<Option<(u64, Vec<u8>)>> {
+        loop {
             let Some(&end) = self.segments.get(&self.read.segment) else {
-                break;
+                return Ok(None);
             };
             if self.read.offset >= end {
                 // Move on only from a segment nobody writes to any more.
@@ -482,7 +554,7 @@ impl Spool {
                         self.reader = None;
                         continue;
                     }
-                    _ => break,
+                    _ => return Ok(None),
                 }
             }
             let at = self.read;
@@ -510,23 +582,10 @@ impl Spool {
             if new > 0 {
                 self.lose_read(new, "records missing before this one");
             }
-            match serde_json::from_slice::<AuditEvent>(&payload) {
-                Ok(event) => {
-                    self.unread = self.unread.saturating_sub(1);
-                    out.push(event);
-                }
-                Err(e) => {
-                    if count_lost(&mut self.counted, seq, seq + 1) > 0 {
-                        self.lose_read(1, &e.to_string());
-                    }
-                }
-            }
+            return Ok(Some((seq, payload)));
         }
-        Ok(out)
     }
 
-    /// Counts `events` lost while reading records this spool counted as
-    /// unread; delivery resolves them as lost.
     fn lose_read(&mut self, events: u64, why: &str) {
         self.unread = self.unread.saturating_sub(events);
         self.skipped += events;
