@@ -90,7 +90,7 @@ impl Backlog {
 
     /// The second half of a spool take (see [`start_take`](Self::start_take)):
     /// counts the parsed events and the unparseable records, and answers
-    /// what [`take`](Self::take) answers.
+    /// the batch (events, mark, damaged records skipped).
     pub fn finish_take(
         &mut self,
         events: Vec<AuditEvent>,
