@@ -8,47 +8,26 @@
 #[allow(dead_code)] // these tests use the aimed faults only
 mod faulty_io;
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use audit_sdk::spool::{Spool, SpoolOptions};
-use audit_sdk::{AuditEvent, FsyncPolicy};
-use faulty_io::{Aimed, FaultyIo};
+use audit_sdk::spool::Spool;
+use audit_sdk::AuditEvent;
+use faulty_io::{gateway_events, spool_options, Aimed, FaultyIo};
 
 /// About 600 KB of records: the spool's 256 KiB read buffer is filled two or
 /// three times per full read, so the second fill is mid-batch.
 const EVENTS: usize = 1_000;
 
-fn opts(dir: &Path) -> SpoolOptions {
-    SpoolOptions {
-        dir: dir.to_owned(),
-        max_bytes: 64 << 20,
-        segment_bytes: 16 << 20,
-        fsync: FsyncPolicy::Never,
-        fsync_interval: Duration::from_secs(1),
-    }
-}
-
-fn events(n: usize) -> Vec<AuditEvent> {
-    (0..n)
-        .map(|i| {
-            AuditEvent::builder("gateway.signal.received", format!("rr-{i:06}"))
-                .category("gateway")
-                .action("received")
-                .actor("service", "gateway")
-                .resource("Deployment", format!("payments/api-{i}"))
-                .build()
-        })
-        .collect()
-}
-
 #[test]
 fn a_read_failing_mid_batch_loses_none_of_the_records_read_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let io = FaultyIo::default();
-    let (mut spool, _) = Spool::open_with(opts(dir.path()), Arc::new(io.clone())).unwrap();
-    let written = events(EVENTS);
+    let (mut spool, _) = Spool::open_with(
+        spool_options(dir.path(), 64 << 20, 16 << 20),
+        Arc::new(io.clone()),
+    )
+    .unwrap();
+    let written = gateway_events(EVENTS);
     assert_eq!(spool.append(&written).unwrap(), EVENTS);
 
     // The first read fills the buffer; the second fails.

@@ -11,35 +11,19 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use audit_sdk::spool::{Spool, SpoolOptions};
-use audit_sdk::{AuditEvent, FsyncPolicy};
-use faulty_io::{Aimed, FaultyIo};
+use audit_sdk::AuditEvent;
+use faulty_io::{gateway_events, spool_options, Aimed, FaultyIo};
 
 const EVENTS: usize = 5;
 
 fn opts(dir: &Path) -> SpoolOptions {
-    SpoolOptions {
-        dir: dir.to_owned(),
-        max_bytes: 1 << 20,
-        segment_bytes: 64 << 10,
-        fsync: FsyncPolicy::Always,
-        fsync_interval: Duration::from_secs(1),
-    }
+    spool_options(dir, 1 << 20, 64 << 10)
 }
 
 fn events(n: usize) -> Vec<AuditEvent> {
-    (0..n)
-        .map(|i| {
-            AuditEvent::builder("gateway.signal.received", format!("rr-{i}"))
-                .category("gateway")
-                .action("received")
-                .actor("service", "gateway")
-                .resource("Deployment", format!("payments/api-{i}"))
-                .build()
-        })
-        .collect()
+    gateway_events(n)
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {

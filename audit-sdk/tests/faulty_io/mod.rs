@@ -35,6 +35,34 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use audit_sdk::spool::file_io::{AppendFile, ReadFile, RealIo, SpoolIo};
+use audit_sdk::spool::SpoolOptions;
+use audit_sdk::{AuditEvent, FsyncPolicy};
+
+/// Spool options of the fault tests: `max_bytes` of room in segments of
+/// `segment_bytes`, every append fsynced.
+pub fn spool_options(dir: &Path, max_bytes: u64, segment_bytes: u64) -> SpoolOptions {
+    SpoolOptions {
+        dir: dir.to_owned(),
+        max_bytes,
+        segment_bytes,
+        fsync: FsyncPolicy::Always,
+        fsync_interval: Duration::from_secs(1),
+    }
+}
+
+/// `n` Gateway-shaped events, each of its own correlation (`rr-<i>`).
+pub fn gateway_events(n: usize) -> Vec<AuditEvent> {
+    (0..n)
+        .map(|i| {
+            AuditEvent::builder("gateway.signal.received", format!("rr-{i}"))
+                .category("gateway")
+                .action("received")
+                .actor("service", "gateway")
+                .resource("Deployment", format!("payments/api-{i}"))
+                .build()
+        })
+        .collect()
+}
 
 /// What to do at the armed write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
