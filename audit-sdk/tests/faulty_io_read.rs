@@ -35,19 +35,28 @@ fn a_read_failing_mid_batch_loses_none_of_the_records_read_before_it() {
     let mut back = Vec::new();
     let mut errors = 0;
     let mut reads = 0;
+    let mut first_batch = None;
     while back.len() < EVENTS && reads < 10 {
         reads += 1;
         match spool.read_batch(EVENTS) {
-            Ok(batch) => back.extend(batch),
+            Ok(batch) => {
+                first_batch.get_or_insert(batch.len());
+                back.extend(batch);
+            }
             Err(_) => errors += 1,
         }
     }
     println!(
-        "{} events back in {reads} reads ({errors} errors), faults fired: {:?}",
+        "{} events back in {reads} reads ({errors} errors; the first batch {first_batch:?}), faults fired: {:?}",
         back.len(),
         io.fired()
     );
     assert!(io.fired().contains(&("fail", "read")), "the fault fired");
+    // The case under test: the failure came after part of the batch.
+    assert!(
+        first_batch.is_some_and(|n| n > 0 && n < EVENTS),
+        "the first read ended at the failure mid-batch: {first_batch:?}"
+    );
     let ids = |v: &[AuditEvent]| v.iter().map(|e| e.event_id).collect::<Vec<_>>();
     assert_eq!(ids(&back), ids(&written), "every event once, in order");
     assert_eq!(spool.take_skipped(), 0, "nothing was damaged");
