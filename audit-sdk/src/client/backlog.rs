@@ -11,7 +11,8 @@ use crate::event::AuditEvent;
 use crate::spool::{Position, RawBatch, Spool};
 
 /// A batch taken for delivery: its events, the mark to acknowledge them by
-/// (spool only), and the damaged records skipped on the way.
+/// (spool only), and the number of damaged records skipped on the way (lost,
+/// but resolved with the batch so `flush()` accounting holds).
 pub type Taken = (Vec<AuditEvent>, Option<Position>, u64);
 
 /// What [`Backlog::start_take`] found.
@@ -58,50 +59,17 @@ impl Backlog {
         }
     }
 
-    /// Takes up to `max` events from the front for delivery, with the mark to
-    /// acknowledge them by and the number of damaged records skipped on the
-    /// way (lost, but resolved with the batch so `flush()` accounting holds).
-    /// Under one lock (tests); delivery uses [`Backlog::start_take`].
-    #[cfg(test)]
-    pub fn take(&mut self, max: usize) -> io::Result<Taken> {
-        match self.start_take(max)? {
-            Taking::Done(taken) => Ok(taken),
-            Taking::Parse(raw, mark) => {
-                let (events, unparseable) = raw.parse();
-                Ok(self.finish_take(events, &unparseable, mark))
-            }
-        }
-    }
-
-    /// The first half of a take: memory hands its events over at once, the
-    /// spool reads its records without parsing them. Parse them with the
-    /// backlog unlocked (a batch's parse takes milliseconds, which a spool
-    /// write and its durable waiters would otherwise wait for), then
-    /// [`finish_take`](Self::finish_take).
+    /// Starts taking up to `max` events from the front for delivery: memory
+    /// hands its events over at once, the spool reads its records without
+    /// parsing them. [`crate::shared::Shared::take_batch`] parses them with
+    /// the backlog unlocked (a batch's parse takes milliseconds, which a
+    /// spool write and its durable waiters would otherwise wait for).
     pub fn start_take(&mut self, max: usize) -> io::Result<Taking> {
         match self {
             Self::Memory(q) => Ok(Taking::Done((q.take(max), None, 0))),
             Self::Spool(s) => {
                 let raw = s.read_records(max)?;
                 Ok(Taking::Parse(raw, s.read_position()))
-            }
-        }
-    }
-
-    /// The second half of a spool take (see [`start_take`](Self::start_take)):
-    /// counts the parsed events and the unparseable records, and answers
-    /// the batch (events, mark, damaged records skipped).
-    pub fn finish_take(
-        &mut self,
-        events: Vec<AuditEvent>,
-        unparseable: &[(u64, String)],
-        mark: Position,
-    ) -> Taken {
-        match self {
-            Self::Memory(_) => (events, Some(mark), 0),
-            Self::Spool(s) => {
-                s.count_parsed(events.len(), unparseable);
-                (events, Some(mark), s.take_skipped())
             }
         }
     }
@@ -195,7 +163,9 @@ mod tests {
         assert_eq!(backlog.available(), 9);
         let mut taken = Vec::new();
         for want in [2, 4, 10, 1] {
-            let (batch, mark, skipped) = backlog.take(want).unwrap();
+            let Taking::Done((batch, mark, skipped)) = backlog.start_take(want).unwrap() else {
+                panic!("memory takes whole");
+            };
             assert!(mark.is_none() && skipped == 0);
             assert!(batch.len() <= want);
             taken.extend(batch.into_iter().map(|e| e.correlation_id));

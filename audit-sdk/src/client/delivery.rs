@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::task::JoinHandle;
 
-use crate::backlog::{Taken, Taking};
+use crate::backlog::Taken;
 use crate::event::AuditEvent;
 use crate::metrics as m;
 use crate::problem::Problem;
@@ -120,17 +120,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 async fn take(shared: &Arc<Shared>) -> Result<Option<Taken>, ()> {
     let worker = shared.clone();
     let batch_size = shared.config.batch_size;
-    let taking = move || -> std::io::Result<Taken> {
-        let started = worker.backlog().start_take(batch_size)?;
-        Ok(match started {
-            Taking::Done(taken) => taken,
-            Taking::Parse(raw, mark) => {
-                let (events, unparseable) = raw.parse();
-                worker.backlog().finish_take(events, &unparseable, mark)
-            }
-        })
-    };
-    match tokio::task::spawn_blocking(taking).await {
+    match tokio::task::spawn_blocking(move || worker.take_batch(batch_size)).await {
         Ok(Ok((batch, _, 0))) if batch.is_empty() => Ok(None),
         Ok(Ok(taken)) => Ok(Some(taken)),
         Ok(Err(e)) => {

@@ -1,12 +1,13 @@
 //! State shared by the `AuditStore` handles and the background tasks.
 
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::backlog::Backlog;
+use crate::backlog::{Backlog, Taken, Taking};
 use crate::config::AuditConfig;
 use crate::event::AuditEvent;
 use crate::metrics as m;
@@ -123,6 +124,22 @@ impl Shared {
             guard: self.backlog.lock().unwrap_or_else(|p| p.into_inner()),
             available: &self.available,
         }
+    }
+
+    /// Takes the next batch for delivery (blocking code): spooled records
+    /// are read under the backlog lock, parsed without it, then counted
+    /// under it again.
+    pub fn take_batch(&self, max: usize) -> io::Result<Taken> {
+        let (raw, mark) = match self.backlog().start_take(max)? {
+            Taking::Done(taken) => return Ok(taken),
+            Taking::Parse(raw, mark) => (raw, mark),
+        };
+        let (events, unparseable) = raw.parse();
+        let mut backlog = self.backlog();
+        let spool = backlog.spool().expect("a spool take ends on the spool");
+        spool.count_parsed(events.len(), &unparseable);
+        let skipped = spool.take_skipped();
+        Ok((events, Some(mark), skipped))
     }
 
     /// Events in the backlog not yet taken by delivery, without its lock.
@@ -271,7 +288,7 @@ mod tests {
             drop(held); // lets a blocked asker finish before the scope ends
             assert_eq!(answer, Ok(3), "available() waited for the backlog lock");
         });
-        let taken = shared.backlog().take(2).unwrap();
+        let taken = shared.take_batch(2).unwrap();
         assert_eq!(taken.0.len(), 2);
         assert_eq!(shared.available(), 1, "a take is published too");
     }

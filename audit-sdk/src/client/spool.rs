@@ -586,6 +586,8 @@ impl Spool {
         }
     }
 
+    /// Counts `events` lost while reading records this spool counted as
+    /// unread; delivery resolves them as lost.
     fn lose_read(&mut self, events: u64, why: &str) {
         self.unread = self.unread.saturating_sub(events);
         self.skipped += events;
