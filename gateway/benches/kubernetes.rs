@@ -236,8 +236,9 @@ async fn call_cost(latency: Duration) -> ((f64, f64), (f64, f64)) {
         let api = api.clone();
         let name = name.clone();
         async move {
-            let patch =
-                Patch::Merge(json!({"status": {"deduplication": {"occurrenceCount": i + 2}}}));
+            let seen = "2026-11-28T05:00:00Z";
+            let patch = Patch::Merge(json!({"status": {"deduplication": {
+                "firstSeenAt": seen, "lastSeenAt": seen, "occurrenceCount": i + 2}}}));
             api.patch_status(&name, &PatchParams::default(), &patch)
                 .await
                 .expect("status patch");

@@ -167,7 +167,7 @@ async fn owners_are_followed_from_a_pod_to_its_deployment_and_a_job_to_its_cronj
 }
 
 #[tokio::test]
-async fn a_new_signal_costs_two_writes_and_a_duplicate_one_status_patch() {
+async fn a_new_signal_costs_one_write_and_a_duplicate_one_status_patch() {
     let fake = FakeApiServer::start().await;
     seed_deployment_chain(&fake);
     let intake = intake(&fake);
@@ -184,8 +184,8 @@ async fn a_new_signal_costs_two_writes_and_a_duplicate_one_status_patch() {
     );
     assert_eq!(
         writes(&fake),
-        2,
-        "create + status initialisation: {:?}",
+        1,
+        "the create alone, no status initialisation: {:?}",
         fake.counts(None)
     );
     let rr = fake.get(&format!("{RRS}/{name}")).unwrap();
@@ -207,7 +207,12 @@ async fn a_new_signal_costs_two_writes_and_a_duplicate_one_status_patch() {
     assert_eq!(spec["firingTime"], "2026-11-28T05:00:00.000000Z");
     let payload: Value = serde_json::from_str(spec["originalPayload"].as_str().unwrap()).unwrap();
     assert_eq!(payload["labels"]["pod"], "api-7d9f8-x2x4q");
-    assert_eq!(rr["status"]["deduplication"]["occurrenceCount"], 1);
+    assert_eq!(
+        rr["status"]["deduplication"],
+        Value::Null,
+        "no status yet: it reads as one occurrence"
+    );
+    let received = spec["receivedTime"].clone();
 
     // The orchestrator writes its own status fields; a duplicate keeps them.
     fake.modify(&format!("{RRS}/{name}"), |rr| {
@@ -247,6 +252,10 @@ async fn a_new_signal_costs_two_writes_and_a_duplicate_one_status_patch() {
     assert!(patches[0].query.contains("fieldManager=kubernaut-gateway"));
     let rr = fake.get(&format!("{RRS}/{name}")).unwrap();
     assert_eq!(rr["status"]["deduplication"]["occurrenceCount"], 2);
+    assert_eq!(
+        rr["status"]["deduplication"]["firstSeenAt"], received,
+        "the first duplicate dates the first occurrence from the spec"
+    );
     assert_eq!(rr["status"]["overallPhase"], "Processing");
     assert_eq!(rr["status"]["workflowRef"]["name"], "wf-1");
 }
@@ -273,7 +282,10 @@ async fn a_concurrent_status_write_is_a_conflict_reread_and_retried() {
         .unwrap()
         .unwrap();
     fake.modify(&path, |rr| {
-        rr["status"]["deduplication"]["occurrenceCount"] = json!(5);
+        // What another replica's counts leave.
+        let seen = rr["spec"]["receivedTime"].clone();
+        rr["status"]["deduplication"] =
+            json!({"firstSeenAt": seen, "lastSeenAt": seen, "occurrenceCount": 5});
     });
     let count = backend
         .record_occurrence(&active, Utc::now())
@@ -290,7 +302,7 @@ async fn a_concurrent_status_write_is_a_conflict_reread_and_retried() {
         .filter(|c| c.verb == "patch")
         .map(|c| c.status)
         .collect();
-    assert_eq!(statuses, [200, 409, 200], "init, conflict, retry");
+    assert_eq!(statuses, [409, 200], "conflict, retry");
 }
 
 #[tokio::test]
@@ -317,7 +329,8 @@ async fn a_request_that_ended_after_the_lookup_is_not_counted() {
     assert!(matches!(e, BackendError::Conflict(_)), "{e}");
     let rr = fake.get(&format!("{RRS}/{name}")).unwrap();
     assert_eq!(
-        rr["status"]["deduplication"]["occurrenceCount"], 1,
+        rr["status"]["deduplication"],
+        Value::Null,
         "not counted on an ended request"
     );
     // The next delivery creates generation 2 — or, when this replica's

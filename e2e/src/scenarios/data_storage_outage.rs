@@ -16,12 +16,12 @@ use crate::platform::{Component, Platform};
 const ALERTS: usize = 2_000;
 /// Without a Kubernetes API (memory backend): the Gateway's own limit.
 const PER_SECOND: u32 = 400;
-/// Kubernetes API requests one new signal costs the Gateway's backend: two
-/// writes (create, status initialisation; no reads in steady state, which
-/// `gateway/tests/kubernetes_backend.rs` asserts on the fake API server) plus
-/// one owner lookup when its cache misses. The Lease design this replaced
+/// Kubernetes API requests one new signal costs the Gateway's backend: one
+/// write (the create; no status initialisation and no reads in steady state,
+/// which `gateway/tests/kubernetes_backend.rs` asserts on the fake API server)
+/// plus one owner lookup when its cache misses. The Lease design this replaced
 /// cost 6 (400 alerts/s was ~2,400 requests/s).
-pub const API_CALLS_PER_SIGNAL: u32 = 3;
+pub const API_CALLS_PER_SIGNAL: u32 = 2;
 
 /// Alerts per second for a platform with `budget` API requests per second.
 pub fn alert_rate(budget: Option<u32>) -> u32 {
@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn the_rate_follows_the_api_budget() {
         assert_eq!(alert_rate(None), PER_SECOND);
-        assert_eq!(alert_rate(Some(300)), 100);
+        assert_eq!(alert_rate(Some(300)), 150);
         assert_eq!(alert_rate(Some(1)), 1);
         assert_eq!(alert_rate(Some(1_000_000)), PER_SECOND);
     }

@@ -130,7 +130,18 @@ impl RemediationRequest {
         !phase.is_some_and(|p| TERMINAL_PHASES.contains(&p))
     }
 
-    /// Occurrences counted so far (1 before the status was initialised).
+    /// When the first signal arrived: `status.deduplication.firstSeenAt`, or
+    /// before the first duplicate (no status yet) the spec's receipt time.
+    pub fn first_seen_at(&self) -> String {
+        self.status
+            .as_ref()
+            .and_then(|s| s.deduplication.as_ref())
+            .map(|d| d.first_seen_at.clone())
+            .unwrap_or_else(|| self.spec.received_time.clone())
+    }
+
+    /// Occurrences counted so far: 1 until the first duplicate writes
+    /// `status.deduplication` (a request is created without a status).
     pub fn occurrence_count(&self) -> u64 {
         self.status
             .as_ref()

@@ -28,6 +28,10 @@
 //!   loses it without knowing, so fencing needs the create's own atomicity
 //!   anyway, and it cost two extra writes per signal and a polling loop per
 //!   waiting signal. A stalled replica here only delays its own answer.
+//! - New signals: one write, the create. The request has no status until its
+//!   first duplicate (one occurrence, first seen at `spec.receivedTime`), as
+//!   in the reference Gateway; initialising it would double the writes on
+//!   the path every new alert waits for.
 //! - Duplicates: only `status.deduplication` is written, by a JSON merge patch
 //!   on the status subresource carrying the `resourceVersion` the count was
 //!   read at; on 409 Conflict the request is read again, checked to be still
@@ -131,6 +135,7 @@ fn summary_active(s: &Summary) -> ActiveRequest {
         occurrence_count: s.occurrence_count,
         version: s.resource_version.clone(),
         recent_signals: s.recent_signals.clone(),
+        first_seen_at: Some(s.first_seen_at.clone()),
     }
 }
 
@@ -377,15 +382,12 @@ impl RemediationBackend for KubernetesBackend {
         rr.metadata.labels = Some(labels);
         rr.metadata.annotations = Some([(CREATED_BY_ANNOTATION.to_owned(), token.clone())].into());
         let api = self.requests();
-        let created = match self
+        match self
             .calls
             .run(Retry::Always, || api.create(&POST, &rr))
             .await
         {
-            Ok(created) => {
-                self.cache.observe(&created);
-                created
-            }
+            Ok(created) => self.cache.observe(&created),
             Err(e) if e.is(409) => {
                 // The name is taken: by an earlier attempt of this very create
                 // whose answer was lost (then it is ours), or by another replica.
@@ -401,13 +403,13 @@ impl RemediationBackend for KubernetesBackend {
                     .as_ref()
                     .and_then(|a| a.get(CREATED_BY_ANNOTATION))
                     == Some(&token);
-                if ours {
-                    existing
-                } else if existing.spec.signal_fingerprint == request.fingerprint.as_str()
-                    && existing.is_active()
-                {
-                    return Ok(Created::Existing(active_of(&existing)));
-                } else {
+                // Ours: created by the attempt whose answer was lost.
+                if !ours {
+                    if existing.spec.signal_fingerprint == request.fingerprint.as_str()
+                        && existing.is_active()
+                    {
+                        return Ok(Created::Existing(active_of(&existing)));
+                    }
                     // Stale view (that generation already ended): the next
                     // delivery of the signal looks again.
                     return Err(BackendError::Conflict(format!(
@@ -417,34 +419,12 @@ impl RemediationBackend for KubernetesBackend {
                 }
             }
             Err(e) => return Err(e.into_backend("creating RemediationRequest")),
-        };
-        // The status subresource ignores status in the create body. Guarded by
-        // the create's resourceVersion: if a duplicate already counted (409),
-        // its write initialised the status and this one must not reset it.
-        let seen = rfc3339(signal.received_time);
-        let patch_params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
-        let patch = Patch::Merge(json!({
-            "metadata": {"resourceVersion": created.metadata.resource_version},
-            "status": {"deduplication": {
-                "firstSeenAt": seen, "lastSeenAt": seen, "occurrenceCount": 1}}
-        }));
-        match self
-            .calls
-            .run(Retry::IfNotApplied, || {
-                api.patch_status(&request.name, &patch_params, &patch)
-            })
-            .await
-        {
-            Ok(updated) => self.cache.observe(&updated),
-            Err(e) if e.is(409) => {}
-            Err(e) => {
-                // The request exists and counts as 1 without a status.
-                tracing::warn!(rr = %request.name, error = ?e, "cannot initialise the status; it reads as one occurrence");
-            }
         }
+        // No status write: the request counts as one occurrence until its
+        // first duplicate writes `status.deduplication` (with `firstSeenAt`
+        // from `spec.receivedTime`), as the reference Gateway does. A status
+        // initialisation would be a second sequential write on every new
+        // signal, for a value the absent status already means.
         Ok(Created::New)
     }
 
@@ -472,7 +452,8 @@ impl RemediationBackend for KubernetesBackend {
             let mut dedup = json!({"lastSeenAt": seen, "occurrenceCount": count,
                 "recentSignals": recent});
             if current.occurrence_count <= 1 {
-                dedup["firstSeenAt"] = json!(seen);
+                // The first duplicate: no `status.deduplication` yet.
+                dedup["firstSeenAt"] = json!(current.first_seen_at.as_deref().unwrap_or(&seen));
             }
             let patch = Patch::Merge(json!({
                 "metadata": {"resourceVersion": current.version},

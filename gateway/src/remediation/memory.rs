@@ -103,6 +103,7 @@ impl RemediationBackend for MemoryBackend {
                 occurrence_count: e.stored.occurrence_count,
                 version: None,
                 recent_signals: Vec::new(),
+                first_seen_at: None,
             })),
             _ => {
                 state.active.remove(fingerprint);

@@ -37,6 +37,10 @@ pub struct ActiveRequest {
     /// backend keeps them (Kubernetes: so that a count whose answer was lost
     /// is recognised instead of applied twice).
     pub recent_signals: Vec<String>,
+    /// When its first signal arrived (RFC 3339), when the backend keeps it
+    /// apart from the count (Kubernetes: a request is created without a
+    /// status, so its first duplicate writes this from `spec.receivedTime`).
+    pub first_seen_at: Option<String>,
 }
 
 /// What a create did.

@@ -26,6 +26,7 @@ pub(crate) struct Summary {
     pub active: bool,
     pub occurrence_count: u64,
     pub recent_signals: Vec<String>,
+    pub first_seen_at: String,
     pub resource_version: Option<String>,
     pub created: Option<String>,
 }
@@ -44,6 +45,7 @@ impl Summary {
             active: rr.is_active(),
             occurrence_count: rr.occurrence_count(),
             recent_signals: rr.recent_signals(),
+            first_seen_at: rr.first_seen_at(),
             resource_version: rr.metadata.resource_version.clone(),
             created: rr
                 .metadata
