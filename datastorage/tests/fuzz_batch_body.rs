@@ -11,6 +11,8 @@
 //!
 //! - nothing panics;
 //! - the cost pass accepts exactly what serde_json parses;
+//! - the typed read of a batch (`AuditEvent::batch_from_json`, the server's
+//!   path) answers exactly as reading each event from a `Value` does;
 //! - a batch that validates canonicalises to exactly what the reference JCS
 //!   implementation (`serde_json_canonicalizer`) gives, and the event read back
 //!   from its own JSON (what a store returns) validates again to the same bytes;
@@ -29,7 +31,7 @@ use audit_sdk::AuditEvent;
 use chrono::{DateTime, Utc};
 use datastorage::api::json_cost;
 use datastorage::domain::canonical::canonical_json;
-use datastorage::domain::ingest::{prepare_batch, IngestError};
+use datastorage::domain::ingest::{prepare_batch_json, IngestError};
 use serde_json::{Map, Value};
 
 /// The clock the corpus was written against (events must be within 7 days).
@@ -94,10 +96,16 @@ fn check(body: &[u8], now: DateTime<Utc>) -> Outcome {
         cost.err(),
         parsed.err()
     );
+    let fast = AuditEvent::batch_from_json(body, now);
     let Ok(cost) = cost else {
+        assert!(fast.is_err(), "malformed JSON read as a batch");
         return Outcome::Malformed;
     };
     let Some(items) = cost.items else {
+        assert!(
+            fast.is_err(),
+            "a document that is not an array read as a batch"
+        );
         return Outcome::NotABatch;
     };
     if items > MAX_BATCH {
@@ -105,7 +113,19 @@ fn check(body: &[u8], now: DateTime<Utc>) -> Outcome {
     }
     let values: Vec<Value> = serde_json::from_slice(body).expect("parsed above");
     assert_eq!(values.len(), items);
-    match prepare_batch(values, MAX_BATCH, now) {
+    // The typed fast path answers exactly as the `Value` path, event by
+    // event: the same events, or the same problems in the same words.
+    let slow: Vec<_> = values
+        .iter()
+        .map(|value| AuditEvent::from_json(value.clone(), now))
+        .collect();
+    assert_eq!(
+        fast.expect("an array reads as a batch"),
+        slow,
+        "typed and Value reads differ"
+    );
+    match prepare_batch_json(body, MAX_BATCH, now) {
+        Err(IngestError::Malformed(e)) => panic!("an array of {items} read as malformed: {e}"),
         Err(IngestError::Empty) => Outcome::Empty,
         Err(IngestError::TooLarge { .. }) => panic!("{items} items are within the limit"),
         Err(IngestError::Invalid(errors)) => {

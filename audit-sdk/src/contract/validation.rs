@@ -1,11 +1,13 @@
 //! The rules of the event contract, reporting every problem at once.
 //!
-//! Two entry points share one rule set:
+//! Three entry points share one rule set:
 //! - [`AuditEvent::validate`] checks a typed event (what the SDK does before
 //!   enqueueing);
 //! - [`AuditEvent::from_json`] turns untrusted JSON into an event (what the server
 //!   does), reporting missing fields, wrong types and broken rules together, so a
-//!   client fixes a bad event in one round trip.
+//!   client fixes a bad event in one round trip;
+//! - [`AuditEvent::batch_from_json`] reads a whole batch body, typed when every
+//!   event is valid and through `from_json` otherwise (module `sent`).
 //!
 //! The server reads bodies as leniently as the reference platform's DataStorage
 //! does, so its clients work unchanged: fields it does not know are ignored,
@@ -27,6 +29,8 @@ use uuid::Uuid;
 use crate::event::{AuditEvent, EventOutcome};
 use crate::limits::*;
 use crate::problem::FieldError;
+
+mod sent;
 
 /// Every problem found in one event (or one batch).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,28 +105,18 @@ impl AuditEvent {
         };
         f.optional_date("parent_event_date");
 
-        let event = AuditEvent {
-            version: f
-                .optional::<String>("version")
-                .unwrap_or_else(|| CONTRACT_VERSION.to_owned()),
+        let event = Read {
+            version: f.optional("version"),
             event_id: f.optional_uuid("event_id"),
             event_type: f.required("event_type").unwrap_or_default(),
             event_timestamp: f.required_timestamp("event_timestamp"),
             event_action: f.required("event_action").unwrap_or_default(),
             event_outcome: f.required_outcome("event_outcome"),
-            actor_type: f
-                .optional("actor_type")
-                .unwrap_or_else(|| DEFAULT_ACTOR_TYPE.to_owned()),
-            actor_id: f
-                .optional("actor_id")
-                .unwrap_or_else(|| default_actor_id(&event_category)),
+            actor_type: f.optional("actor_type"),
+            actor_id: f.optional("actor_id"),
             actor_ip: f.optional("actor_ip"),
-            resource_type: f
-                .optional("resource_type")
-                .unwrap_or_else(|| event_category.clone()),
-            resource_id: f
-                .optional("resource_id")
-                .unwrap_or_else(|| correlation_id.clone()),
+            resource_type: f.optional("resource_type"),
+            resource_id: f.optional("resource_id"),
             event_category,
             correlation_id,
             parent_event_id: f.optional_uuid("parent_event_id"),
@@ -132,10 +126,11 @@ impl AuditEvent {
             duration_ms: f.optional("duration_ms"),
             error_code: f.optional("error_code"),
             error_message: f.optional("error_message"),
-            retention_days: f.optional("retention_days").unwrap_or(RETENTION_DAYS_MAX),
-            is_sensitive: f.optional("is_sensitive").unwrap_or(false),
-            event_data: f.optional_object("event_data").unwrap_or_default(),
-        };
+            retention_days: f.optional("retention_days"),
+            is_sensitive: f.optional("is_sensitive"),
+            event_data: f.optional_object("event_data"),
+        }
+        .assemble();
 
         let Fields {
             mut errors, failed, ..
@@ -151,6 +146,98 @@ impl AuditEvent {
             Ok(event)
         } else {
             Err(ValidationErrors(errors))
+        }
+    }
+}
+
+impl AuditEvent {
+    /// Reads a batch body (a JSON array of events) as of `now`: each event, or
+    /// every problem found in it.
+    ///
+    /// A batch whose every event is valid is read straight into typed fields
+    /// (the common case, and the cheap one); any other goes through
+    /// [`AuditEvent::from_json`] event by event, which finds and words every
+    /// problem. Both give the same answer for every body. `Err` when the body
+    /// is not JSON or not an array.
+    pub fn batch_from_json(
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<AuditEvent, ValidationErrors>>, serde_json::Error> {
+        if let Some(events) = sent::accept_batch(body, now) {
+            return Ok(events.into_iter().map(Ok).collect());
+        }
+        let values: Vec<Value> = serde_json::from_slice(body)?;
+        Ok(values
+            .into_iter()
+            .map(|value| AuditEvent::from_json(value, now))
+            .collect())
+    }
+}
+
+/// An event's fields as read from JSON, before the defaults of the fields a
+/// client may leave out; [`Read::assemble`] is the one place those defaults
+/// are applied, for both ways of reading ([`AuditEvent::from_json`] and the
+/// typed fast path of [`AuditEvent::batch_from_json`]).
+struct Read {
+    version: Option<String>,
+    event_id: Option<Uuid>,
+    event_type: String,
+    event_timestamp: DateTime<Utc>,
+    event_action: String,
+    event_outcome: EventOutcome,
+    actor_type: Option<String>,
+    actor_id: Option<String>,
+    actor_ip: Option<String>,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    event_category: String,
+    correlation_id: String,
+    parent_event_id: Option<Uuid>,
+    namespace: Option<String>,
+    cluster_id: Option<String>,
+    severity: Option<String>,
+    duration_ms: Option<i64>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    retention_days: Option<u32>,
+    is_sensitive: Option<bool>,
+    event_data: Option<Map<String, Value>>,
+}
+
+impl Read {
+    fn assemble(self) -> AuditEvent {
+        AuditEvent {
+            version: self.version.unwrap_or_else(|| CONTRACT_VERSION.to_owned()),
+            event_id: self.event_id,
+            event_type: self.event_type,
+            event_timestamp: self.event_timestamp,
+            event_action: self.event_action,
+            event_outcome: self.event_outcome,
+            actor_type: self
+                .actor_type
+                .unwrap_or_else(|| DEFAULT_ACTOR_TYPE.to_owned()),
+            actor_id: self
+                .actor_id
+                .unwrap_or_else(|| default_actor_id(&self.event_category)),
+            actor_ip: self.actor_ip,
+            resource_type: self
+                .resource_type
+                .unwrap_or_else(|| self.event_category.clone()),
+            resource_id: self
+                .resource_id
+                .unwrap_or_else(|| self.correlation_id.clone()),
+            event_category: self.event_category,
+            correlation_id: self.correlation_id,
+            parent_event_id: self.parent_event_id,
+            namespace: self.namespace,
+            cluster_id: self.cluster_id,
+            severity: self.severity,
+            duration_ms: self.duration_ms,
+            error_code: self.error_code,
+            error_message: self.error_message,
+            retention_days: self.retention_days.unwrap_or(RETENTION_DAYS_MAX),
+            is_sensitive: self.is_sensitive.unwrap_or(false),
+            event_data: self.event_data.unwrap_or_default(),
         }
     }
 }

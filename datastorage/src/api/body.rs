@@ -26,10 +26,12 @@ use crate::domain::ingest::IngestError;
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
-/// A batch body: its events as JSON values, and the memory they hold (keep it
-/// until the batch is stored).
+/// A batch body: its JSON text (measured, not parsed yet: it is read by
+/// [`prepare_batch_json`](crate::domain::ingest::prepare_batch_json)), and
+/// the memory reserved for parsing it as `Value`s, the most it can take
+/// (keep it until the batch is stored).
 #[derive(Debug)]
-pub struct BatchBody(pub Vec<Value>, pub Reservation);
+pub struct BatchBody(pub Bytes, pub Reservation);
 
 /// A single-event body, as [`BatchBody`].
 #[derive(Debug)]
@@ -61,8 +63,7 @@ impl FromRequest<AppState> for BatchBody {
             return Err(IngestError::TooLarge { max, got }.into());
         }
         let reservation = reserve(&state.memory, &cost, bytes.len()).await?;
-        let values = serde_json::from_slice(&bytes).map_err(malformed)?;
-        Ok(Self(values, reservation))
+        Ok(Self(bytes, reservation))
     }
 }
 
@@ -87,10 +88,7 @@ async fn reserve(
 }
 
 fn malformed(e: serde_json::Error) -> ApiError {
-    ApiError::new(
-        ProblemType::MalformedJson,
-        format!("body is not valid JSON of the expected shape: {e}"),
-    )
+    IngestError::Malformed(e.to_string()).into()
 }
 
 /// The body's bytes, once its media type is JSON and it fits `max_body_bytes`.

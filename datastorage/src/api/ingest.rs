@@ -13,7 +13,7 @@ use chrono::Utc;
 use super::body::{BatchBody, EventBody};
 use super::problem::ApiError;
 use super::AppState;
-use crate::domain::ingest::{attribute_actor, prepare_batch, prepare_one};
+use crate::domain::ingest::{attribute_actor, prepare_batch_json, prepare_one};
 use crate::telemetry::names;
 
 /// Stores a batch of events, all or nothing, idempotent on `event_id`.
@@ -34,9 +34,9 @@ use crate::telemetry::names;
 pub async fn post_batch(
     State(state): State<AppState>,
     caller: Option<Extension<Identity>>,
-    BatchBody(values, _parsed): BatchBody,
+    BatchBody(body, _parsed): BatchBody,
 ) -> Result<(StatusCode, axum::Json<BatchCreated>), ApiError> {
-    let mut events = prepare_batch(values, state.limits.max_batch_size, Utc::now())?;
+    let mut events = prepare_batch_json(&body, state.limits.max_batch_size, Utc::now())?;
     attribute_actor(&mut events, caller.as_deref());
     let batch = store(&state, events).await?;
     let message = format!(

@@ -106,6 +106,7 @@ impl From<IngestError> for ApiError {
             }
             IngestError::TooLarge { .. } => Self::new(ProblemType::BatchTooLarge, e.to_string()),
             IngestError::Empty => Self::new(ProblemType::ValidationError, e.to_string()),
+            IngestError::Malformed(_) => Self::new(ProblemType::MalformedJson, e.to_string()),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! rejects the whole batch with every problem of every event, so a client never
 //! has to guess which part of a batch was kept.
 
+use audit_sdk::validation::ValidationErrors;
 use audit_sdk::{AuditEvent, FieldError};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -18,6 +19,9 @@ pub enum IngestError {
     /// An empty batch is a client bug worth reporting.
     #[error("a batch must hold at least one event")]
     Empty,
+    /// The body is not JSON, or not an array (the parser's words).
+    #[error("body is not valid JSON of the expected shape: {0}")]
+    Malformed(String),
     /// At least one event is invalid; every problem is listed.
     #[error("{} problem(s) in the batch", .0.len())]
     Invalid(Vec<FieldError>),
@@ -30,19 +34,45 @@ pub fn prepare_batch(
     max_batch_size: usize,
     now: DateTime<Utc>,
 ) -> Result<Vec<AuditEvent>, IngestError> {
-    if values.is_empty() {
-        return Err(IngestError::Empty);
+    check_count(values.len(), max_batch_size)?;
+    collect(
+        values
+            .into_iter()
+            .map(|value| AuditEvent::from_json(value, now)),
+    )
+}
+
+/// [`prepare_batch`] on a batch body's JSON text, read without a `Value` tree
+/// when every event is valid ([`AuditEvent::batch_from_json`]); the same
+/// answer for every body.
+pub fn prepare_batch_json(
+    body: &[u8],
+    max_batch_size: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<AuditEvent>, IngestError> {
+    let read = AuditEvent::batch_from_json(body, now)
+        .map_err(|e| IngestError::Malformed(e.to_string()))?;
+    check_count(read.len(), max_batch_size)?;
+    collect(read)
+}
+
+fn check_count(count: usize, max: usize) -> Result<(), IngestError> {
+    match count {
+        0 => Err(IngestError::Empty),
+        got if got > max => Err(IngestError::TooLarge { max, got }),
+        _ => Ok(()),
     }
-    if values.len() > max_batch_size {
-        return Err(IngestError::TooLarge {
-            max: max_batch_size,
-            got: values.len(),
-        });
-    }
-    let mut events = Vec::with_capacity(values.len());
+}
+
+/// The events, with ids assigned, or every problem of every event.
+fn collect(
+    read: impl IntoIterator<Item = Result<AuditEvent, ValidationErrors>>,
+) -> Result<Vec<AuditEvent>, IngestError> {
+    let read = read.into_iter();
+    let mut events = Vec::with_capacity(read.size_hint().0);
     let mut problems = Vec::new();
-    for (index, value) in values.into_iter().enumerate() {
-        match AuditEvent::from_json(value, now) {
+    for (index, result) in read.enumerate() {
+        match result {
             Ok(mut event) => {
                 event.event_id.get_or_insert_with(Uuid::now_v7);
                 events.push(event);
