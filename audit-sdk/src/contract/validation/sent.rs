@@ -5,8 +5,7 @@
 //! `Value` tree allocates every key and inserts it into a B-tree, only for
 //! [`AuditEvent::from_json`] to take each one out again; that was about a
 //! tenth of DataStorage's CPU in the PostgreSQL ingest bench. Here the text
-//! is read once into [`Sent`] (unknown fields skipped without being built),
-//! converted as `from_json` converts, defaulted by the same [`Read::assemble`]
+//! is read once into [`Sent`], converted as `from_json` converts, defaulted by the same [`Read::assemble`]
 //! and checked by the same [`rule_errors`].
 //!
 //! What it holds at once (the typed fields of every event, then the events)
@@ -14,8 +13,8 @@
 //! DataStorage reserves memory for before reading a body.
 //!
 //! It only ever answers for a batch it accepts whole. Anything else — a wrong
-//! type, a missing field, a duplicate key, a broken rule, an element that is
-//! not an object — sends the batch down the `Value` path, which finds every
+//! type, a missing or unknown field, a duplicate key, a broken rule, an
+//! element that is not an object — sends the batch down the `Value` path, which finds every
 //! problem of every event and words it as it always has. So the fast path
 //! cannot change what is accepted or what a refusal says; the batch fuzzer
 //! (`datastorage/tests/fuzz_batch_body.rs`) checks that both paths give the
@@ -35,7 +34,15 @@ use crate::event::{AuditEvent, EventOutcome};
 /// An event's fields as sent, each as the type `from_json` decodes it to.
 /// `Option` makes a field that is absent or `null` read as `None`, as
 /// `from_json` does.
+///
+/// Unknown fields send the batch down the `Value` path instead of being
+/// skipped: serde_json skips a value without checking what `from_json`'s
+/// full parse checks (the UTF-8 and surrogate pairs of its strings), so a
+/// skipped field could let through a body the `Value` path calls malformed.
+/// With every field decoded, both paths read every byte alike. The SDK and
+/// the reference's clients send only these fields.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Sent {
     version: Option<String>,
     event_id: Option<String>,
@@ -185,7 +192,6 @@ mod tests {
         obj.insert("namespace".into(), json!(""));
         obj.insert("severity".into(), Value::Null);
         obj.insert("parent_event_date".into(), json!("2026-12-01"));
-        obj.insert("unknown".into(), json!({"deep": [[{"x": 1}]]}));
         obj.insert("retention_days".into(), json!(30));
         obj.insert(
             "event_id".into(),
@@ -216,6 +222,10 @@ mod tests {
             ("bad outcome", with("event_outcome", json!("maybe"))),
             ("NUL", with("error_message", json!("a\u{0}b"))),
             ("not an object", json!([event(now), "text"])),
+            (
+                "unknown field",
+                with("extra", json!({"deep": [[{"x": 1}]]})),
+            ),
             // A derived struct would take its fields in order as an array.
             ("fields as an array", {
                 let mut positional = vec![Value::Null; 25];
