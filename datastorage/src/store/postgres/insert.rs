@@ -327,29 +327,31 @@ pub(super) async fn insert_batch(
     let (ids, dates): (Vec<Uuid>, Vec<NaiveDate>) = claims.into_iter().unzip();
 
     let mut tx = client.transaction().await.map_err(classify)?;
-    let claimed: HashSet<Uuid> = match copy_claims(&tx, &ids, &dates).await {
-        Ok(()) => ids.iter().copied().collect(),
+    // The ids stored before this batch (sorted, as `ids` is): none when the
+    // COPY took them all.
+    let taken: Vec<Uuid> = match copy_claims(&tx, &ids, &dates).await {
+        Ok(()) => Vec::new(),
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             // Some id was taken before: the failed COPY aborted the
             // transaction, which holds nothing else yet; start over.
             tx.rollback().await.map_err(classify)?;
             tx = client.transaction().await.map_err(classify)?;
             let claim = tx.prepare_cached(CLAIM_IDS).await.map_err(classify)?;
-            tx.query(&claim, &[&ids, &dates])
+            let claimed: HashSet<Uuid> = tx
+                .query(&claim, &[&ids, &dates])
                 .await
                 .map_err(classify)?
                 .into_iter()
                 .map(|r| r.get(0))
+                .collect();
+            ids.iter()
+                .filter(|id| !claimed.contains(id))
+                .copied()
                 .collect()
         }
         Err(e) => return Err(classify(e)),
     };
-    if claimed.len() < ids.len() {
-        let taken: Vec<Uuid> = ids
-            .iter()
-            .filter(|id| !claimed.contains(id))
-            .copied()
-            .collect();
+    if !taken.is_empty() {
         let stored_stmt = tx.prepare_cached(&SELECT_BY_IDS).await.map_err(classify)?;
         let stored: HashMap<Uuid, StoredEvent> = tx
             .query(&stored_stmt, &[&taken])
@@ -358,9 +360,9 @@ pub(super) async fn insert_batch(
             .iter()
             .map(|r| from_row(r).map(|e| (e.event_id(), e)))
             .collect::<Result<_, _>>()?;
-        for id in taken {
-            let index = first_with_id[&id];
-            match stored.get(&id) {
+        for id in &taken {
+            let index = first_with_id[id];
+            match stored.get(id) {
                 // A claimed id whose row is gone (deleted after its retention):
                 // nothing to compare with, and storing it again would reuse it.
                 None => outcome.duplicates += 1,
@@ -381,7 +383,7 @@ pub(super) async fn insert_batch(
         .enumerate()
         .filter(|(index, e)| {
             let id = e.event_id.expect("ingest assigns every event an id");
-            claimed.contains(&id) && first_with_id[&id] == *index
+            taken.binary_search(&id).is_err() && first_with_id[&id] == *index
         })
         .map(|(index, _)| index)
         .collect();
